@@ -1,0 +1,2 @@
+/** @keel/autograd */
+export {};

@@ -1,0 +1,12 @@
+/**
+ * @keel/kernels — the GPU runtime and keel's hand-written WGSL kernels.
+ */
+export { Runtime, getRuntime, WANTED_FEATURES } from './runtime/runtime.js';
+export type { DeviceInfo, RuntimeOptions, RuntimeStats, BufferBinding, DispatchArgs, KeelFeature } from './runtime/runtime.js';
+export { GpuBuffer, bucketSize } from './runtime/buffer-pool.js';
+export type { PoolStats } from './runtime/buffer-pool.js';
+export { defineKernel, grid1d, packUniforms, uniformBytes } from './runtime/kernel.js';
+export type { Kernel, KernelSpec, BindingSpec, UniformSpec, Workgroups, ScalarType, StorageAccess } from './runtime/kernel.js';
+export { KernelError, DeviceLostError, LimitError, NoAdapterError } from './runtime/errors.js';
+export { getGpu } from './runtime/gpu.js';
+export { axpy, axpyKernel } from './ops/axpy.js';

@@ -1,0 +1,458 @@
+/**
+ * keel's GPU runtime: one device, a pipeline cache, pooled buffers, batched submission, readback.
+ *
+ * - Work is recorded into one command encoder and submitted in batches: on readback, on `flush()`,
+ *   or every `maxBatch` dispatches. Nothing waits on the GPU except `read()` and `sync()`.
+ * - Dawn does not throw on validation errors; it reports them through error scopes. Pipeline
+ *   creation and every submit run inside a validation scope, and any failure (plus anything that
+ *   reaches `uncapturederror`) is thrown from the next `read()`/`sync()` as a `KernelError` naming the
+ *   kernel(s) and carrying the WGSL compiler's message.
+ * - Device loss rejects pending readbacks with `DeviceLostError` and makes further calls throw.
+ *
+ * Non-goals: multiple queues, render work, automatic garbage collection of buffers (callers release).
+ */
+import { BufferPool, GpuBuffer, type PoolStats } from './buffer-pool.js';
+import { DeviceLostError, KernelError, LimitError, NoAdapterError } from './errors.js';
+import { getGpu } from './gpu.js';
+import { packUniforms, type Kernel } from './kernel.js';
+
+/** Optional features keel uses when the adapter has them. */
+export const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
+export type KeelFeature = (typeof WANTED_FEATURES)[number];
+
+/** Limits keel asks for at the adapter's maximum (the defaults are far lower). */
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+  'maxBindGroups',
+] as const;
+
+export interface DeviceInfo {
+  adapter: { vendor: string; architecture: string; device: string; description: string };
+  features: string[];
+  limits: Record<string, number>;
+}
+
+export interface RuntimeOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Use this GPU object instead of the platform's (tests, custom Dawn instances). */
+  gpu?: GPU;
+  /** Submit after this many recorded dispatches even without a readback. Default 256. */
+  maxBatch?: number;
+}
+
+/** A binding: a whole buffer, or a range of one (offsets must respect minStorageBufferOffsetAlignment). */
+export type BufferBinding = GpuBuffer | { buffer: GpuBuffer; offset: number; size: number };
+
+export interface DispatchArgs<B extends string, U extends string> {
+  buffers: Readonly<Record<B, BufferBinding>>;
+  uniforms?: Readonly<Record<U, number>>;
+}
+
+export interface RuntimeStats extends PoolStats {
+  pipelines: number;
+  dispatches: number;
+  submits: number;
+}
+
+type TypedArray = Float32Array | Uint32Array | Int32Array | Uint16Array | Uint8Array;
+
+const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
+const UNIFORM_USAGE = 0x40 /* UNIFORM */ | 0x8; /* COPY_DST */
+const READBACK_USAGE = 0x1 /* MAP_READ */ | 0x8; /* COPY_DST */
+
+export class Runtime {
+  readonly info: DeviceInfo;
+  readonly features: ReadonlySet<string>;
+  readonly limits: GPUSupportedLimits;
+
+  private readonly storage: BufferPool;
+  private readonly uniformPool: BufferPool;
+  private readonly readbackPool: BufferPool;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private encoder: GPUCommandEncoder | null = null;
+  private batchKernels: string[] = [];
+  private transient: GPUBuffer[] = [];
+  private pendingChecks: Promise<void>[] = [];
+  private failure: Error | null = null;
+  /** Errors outside any scope; reported only when no scoped (better attributed) error explains them. */
+  private uncaptured: Error | null = null;
+  private lostError: DeviceLostError | null = null;
+  private readonly lostSignal: Promise<never>;
+  private readonly maxBatch: number;
+  private dispatchCount = 0;
+  private submitCount = 0;
+
+  private constructor(
+    readonly device: GPUDevice,
+    adapterInfo: GPUAdapterInfo,
+    options: RuntimeOptions,
+  ) {
+    this.maxBatch = options.maxBatch ?? 256;
+    this.limits = device.limits;
+    this.features = new Set([...device.features].map(String));
+    const limits: Record<string, number> = {};
+    for (const key of Object.getOwnPropertyNames(Object.getPrototypeOf(device.limits))) {
+      const v = (device.limits as unknown as Record<string, unknown>)[key];
+      if (typeof v === 'number') limits[key] = v;
+    }
+    this.info = {
+      adapter: {
+        vendor: adapterInfo.vendor ?? '',
+        architecture: adapterInfo.architecture ?? '',
+        device: adapterInfo.device ?? '',
+        description: adapterInfo.description ?? '',
+      },
+      features: [...this.features].sort(),
+      limits,
+    };
+    const maxBuffer = device.limits.maxBufferSize;
+    this.storage = new BufferPool(device, STORAGE_USAGE, maxBuffer, 'keel storage');
+    this.uniformPool = new BufferPool(device, UNIFORM_USAGE, maxBuffer, 'keel uniforms');
+    this.readbackPool = new BufferPool(device, READBACK_USAGE, maxBuffer, 'keel readback');
+
+    this.lostSignal = device.lost.then((lost) => {
+      this.lostError = new DeviceLostError(lost.reason ?? 'unknown', lost.message ?? '');
+      throw this.lostError;
+    });
+    this.lostSignal.catch(() => {}); // observed through read()/sync(), never unhandled
+    device.addEventListener('uncapturederror', (ev) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      this.uncaptured ??= new KernelError(unique(this.batchKernels).join(', ') || '(unknown)', err.message);
+    });
+  }
+
+  /** Requests an adapter and a device with the adapter's real limits and keel's features. */
+  static async create(options: RuntimeOptions = {}): Promise<Runtime> {
+    const gpu = options.gpu ?? (await getGpu());
+    const adapter = await gpu.requestAdapter(
+      options.powerPreference ? { powerPreference: options.powerPreference } : undefined,
+    );
+    if (!adapter) {
+      throw new NoAdapterError(
+        'No WebGPU adapter found. On a GPU-less Linux, run scripts/setup-headless-gpu.sh (installs Mesa lavapipe).',
+      );
+    }
+    const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+    const requiredLimits: Record<string, number> = {};
+    for (const key of WANTED_LIMITS) {
+      const v = (adapter.limits as unknown as Record<string, number | undefined>)[key];
+      if (typeof v === 'number') requiredLimits[key] = v;
+    }
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'keel' });
+    return new Runtime(device, adapter.info, options);
+  }
+
+  has(feature: KeelFeature): boolean {
+    return this.features.has(feature);
+  }
+
+  // ---------------------------------------------------------------- buffers
+
+  /** A storage buffer of `bytes` (contents undefined if it was reused). */
+  createBuffer(bytes: number): GpuBuffer {
+    this.assertAlive();
+    return this.storage.acquire(bytes);
+  }
+
+  /** A storage buffer holding `data`. */
+  upload(data: TypedArray): GpuBuffer {
+    const buf = this.createBuffer(data.byteLength);
+    this.write(buf, data);
+    return buf;
+  }
+
+  /** Writes `data` at `byteOffset`, ordered after all work recorded so far. */
+  write(buf: GpuBuffer, data: TypedArray, byteOffset = 0): void {
+    this.assertAlive();
+    if (buf.isReleased) throw new Error('write: buffer was released');
+    if (byteOffset + data.byteLength > buf.size) {
+      throw new RangeError(`write: ${data.byteLength} bytes at offset ${byteOffset} overflow a ${buf.size}-byte buffer`);
+    }
+    if (data.byteLength === 0) return;
+    // WebGPU copies move multiples of 4 bytes; pad the tail.
+    const padded = Math.ceil(data.byteLength / 4) * 4;
+    const bytes =
+      padded === data.byteLength
+        ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        : (() => {
+            const p = new Uint8Array(padded);
+            p.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+            return p;
+          })();
+    if (!this.encoder) {
+      // Nothing recorded is pending, so the queue write is correctly ordered.
+      this.device.queue.writeBuffer(buf.buffer, byteOffset, bytes as Uint8Array<ArrayBuffer>);
+      return;
+    }
+    // Recorded work may still read `buf`: stage the data and copy inside the encoder, in order.
+    const staging = this.device.createBuffer({ size: padded, usage: 0x4 /* COPY_SRC */, mappedAtCreation: true });
+    new Uint8Array(staging.getMappedRange()).set(bytes);
+    staging.unmap();
+    this.encoder.copyBufferToBuffer(staging, 0, buf.buffer, byteOffset, padded);
+    this.transient.push(staging);
+  }
+
+  /** Records a buffer-to-buffer copy. */
+  copy(src: GpuBuffer, dst: GpuBuffer, bytes = src.size, srcOffset = 0, dstOffset = 0): void {
+    this.assertAlive();
+    if (bytes === 0) return;
+    if (srcOffset + bytes > src.capacity || dstOffset + bytes > dst.capacity) {
+      throw new RangeError(`copy: ${bytes} bytes overflow (src ${src.size}, dst ${dst.size})`);
+    }
+    this.openEncoder().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, Math.ceil(bytes / 4) * 4);
+  }
+
+  /** Returns a buffer to the pool. Safe while recorded work still uses it. */
+  release(buf: GpuBuffer): void {
+    this.storage.release(buf, this.encoder !== null);
+  }
+
+  // ---------------------------------------------------------------- kernels
+
+  /** Builds (or fetches from the cache) the pipeline for a kernel specialization. */
+  pipeline<P, B extends string, U extends string>(kernel: Kernel<P, B, U>, params: P): GPUComputePipeline {
+    const key = kernel.cacheKey(params);
+    const cached = this.pipelines.get(key);
+    if (cached) return cached;
+    this.assertAlive();
+    const [x, y = 1, z = 1] = kernel.workgroupSize(params);
+    const lim = this.limits;
+    if (x * y * z > lim.maxComputeInvocationsPerWorkgroup) {
+      throw new LimitError(
+        'maxComputeInvocationsPerWorkgroup',
+        x * y * z,
+        lim.maxComputeInvocationsPerWorkgroup,
+        `kernel '${kernel.name}' workgroup ${x}x${y}x${z}`,
+      );
+    }
+    const code = kernel.source(params);
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code, label: kernel.name });
+    const pipeline = this.device.createComputePipeline({
+      layout: 'auto',
+      compute: { module, entryPoint: 'main' },
+      label: kernel.name,
+    });
+    const scope = this.device.popErrorScope();
+    this.pendingChecks.push(
+      scope.then(async (err) => {
+        if (!err) return;
+        this.pipelines.delete(key);
+        const info = await module.getCompilationInfo();
+        const wgsl = info.messages
+          .filter((m) => m.type === 'error')
+          .map((m) => `  line ${m.lineNum}:${m.linePos}: ${m.message}`)
+          .join('\n');
+        // The root cause: it replaces the knock-on errors its invalid pipeline caused.
+        const prior = this.failure;
+        if (!prior || (prior instanceof KernelError && prior.kernel.includes(kernel.name))) {
+          this.failure = new KernelError(kernel.name, wgsl ? `WGSL error\n${wgsl}` : err.message);
+        }
+      }),
+    );
+    this.pipelines.set(key, pipeline);
+    return pipeline;
+  }
+
+  /** Builds a kernel's pipeline now and throws if it is invalid (instead of at the next sync). */
+  async compile<P, B extends string, U extends string>(kernel: Kernel<P, B, U>, params: P): Promise<void> {
+    this.pipeline(kernel, params);
+    await this.checkErrors();
+  }
+
+  /** Records one dispatch of `kernel`. Runs on the GPU at the next submit. */
+  dispatch<P, B extends string, U extends string>(kernel: Kernel<P, B, U>, params: P, args: DispatchArgs<B, U>): void {
+    this.assertAlive();
+    const pipeline = this.pipeline(kernel, params);
+    const uniforms = (args.uniforms ?? {}) as Readonly<Record<U, number>>;
+    const groups = kernel.dispatch(params, uniforms);
+    const maxDim = this.limits.maxComputeWorkgroupsPerDimension;
+    for (const g of groups) {
+      if (g > maxDim) {
+        throw new LimitError('maxComputeWorkgroupsPerDimension', g, maxDim, `kernel '${kernel.name}' dispatch`);
+      }
+    }
+    if (groups[0] * groups[1] * groups[2] === 0) return;
+
+    const maxBinding = this.limits.maxStorageBufferBindingSize;
+    const entries: GPUBindGroupEntry[] = kernel.bindings.map((b, i) => {
+      const bound = args.buffers[b.name];
+      if (!bound) throw new Error(`kernel '${kernel.name}': missing buffer for binding '${b.name}'`);
+      const { buffer, offset, size } = bound instanceof GpuBuffer ? { buffer: bound, offset: 0, size: bound.capacity } : bound;
+      if (buffer.isReleased) throw new Error(`kernel '${kernel.name}': binding '${b.name}' uses a released buffer`);
+      if (size > maxBinding) {
+        throw new LimitError('maxStorageBufferBindingSize', size, maxBinding, `kernel '${kernel.name}' binding '${b.name}'`);
+      }
+      return { binding: i, resource: { buffer: buffer.buffer, offset, size } };
+    });
+    let uniformBuf: GpuBuffer | null = null;
+    if (kernel.uniforms.length > 0) {
+      const data = packUniforms(kernel.name, kernel.uniforms, uniforms);
+      uniformBuf = this.uniformPool.acquire(data.byteLength);
+      // A fresh or post-submit buffer: no recorded work reads it, so a queue write is ordered.
+      this.device.queue.writeBuffer(uniformBuf.buffer, 0, data);
+      entries.push({ binding: kernel.bindings.length, resource: { buffer: uniformBuf.buffer } });
+    }
+    this.device.pushErrorScope('validation');
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: kernel.name });
+    this.pendingChecks.push(
+      this.device.popErrorScope().then((err) => {
+        if (err) this.failure ??= new KernelError(kernel.name, err.message);
+      }),
+    );
+    const pass = this.openEncoder().beginComputePass({ label: kernel.name });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    pass.end();
+    if (uniformBuf) this.uniformPool.release(uniformBuf, true);
+    this.batchKernels.push(kernel.name);
+    this.dispatchCount++;
+    if (this.batchKernels.length >= this.maxBatch) this.flush();
+  }
+
+  // ---------------------------------------------------------------- submission and readback
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (!this.encoder || this.lostError) return;
+    const encoder = this.encoder;
+    const kernels = this.batchKernels;
+    const transient = this.transient;
+    this.encoder = null;
+    this.batchKernels = [];
+    this.transient = [];
+    this.device.pushErrorScope('validation');
+    this.device.queue.submit([encoder.finish()]);
+    const scope = this.device.popErrorScope();
+    this.pendingChecks.push(
+      scope.then((err) => {
+        if (err) this.failure ??= new KernelError(unique(kernels).join(', ') || '(copy)', err.message);
+      }),
+    );
+    this.submitCount++;
+    this.storage.onSubmit();
+    this.uniformPool.onSubmit();
+    if (transient.length) {
+      void this.device.queue.onSubmittedWorkDone().then(
+        () => transient.forEach((b) => b.destroy()),
+        () => {},
+      );
+    }
+  }
+
+  /** Copies `bytes` of `buf` from `byteOffset` back to the CPU. The only way data leaves the GPU. */
+  async read(buf: GpuBuffer, byteOffset = 0, bytes = buf.size - byteOffset): Promise<ArrayBuffer> {
+    this.assertAlive();
+    if (buf.isReleased) throw new Error('read: buffer was released');
+    if (byteOffset % 4 !== 0 || byteOffset + bytes > buf.capacity) {
+      throw new RangeError(`read: ${bytes} bytes at offset ${byteOffset} out of range of a ${buf.size}-byte buffer`);
+    }
+    if (bytes === 0) {
+      await this.sync();
+      return new ArrayBuffer(0);
+    }
+    const padded = Math.ceil(bytes / 4) * 4;
+    const staging = this.readbackPool.acquire(padded);
+    this.openEncoder().copyBufferToBuffer(buf.buffer, byteOffset, staging.buffer, 0, padded);
+    this.flush();
+    try {
+      await Promise.race([staging.buffer.mapAsync(0x1 /* READ */, 0, padded), this.lostSignal]);
+      await this.checkErrors();
+      const out = staging.buffer.getMappedRange(0, padded).slice(0, bytes);
+      staging.buffer.unmap();
+      return out;
+    } finally {
+      if (staging.buffer.mapState === 'mapped') staging.buffer.unmap();
+      this.readbackPool.release(staging, false);
+    }
+  }
+
+  async readF32(buf: GpuBuffer, offset = 0, count = (buf.size - offset * 4) / 4): Promise<Float32Array> {
+    return new Float32Array(await this.read(buf, offset * 4, count * 4));
+  }
+
+  async readU32(buf: GpuBuffer, offset = 0, count = (buf.size - offset * 4) / 4): Promise<Uint32Array> {
+    return new Uint32Array(await this.read(buf, offset * 4, count * 4));
+  }
+
+  /** Submits recorded work, waits for the GPU to finish it, and throws any error it produced. */
+  async sync(): Promise<void> {
+    this.assertAlive();
+    this.flush();
+    await Promise.race([this.device.queue.onSubmittedWorkDone(), this.lostSignal]);
+    await this.checkErrors();
+  }
+
+  /** Throws the first error reported since the last check (and clears it). */
+  async checkErrors(): Promise<void> {
+    const checks = this.pendingChecks;
+    this.pendingChecks = [];
+    await Promise.all(checks);
+    if (this.lostError) throw this.lostError;
+    const f = this.failure ?? this.uncaptured;
+    this.failure = null;
+    this.uncaptured = null;
+    if (f) throw f;
+  }
+
+  stats(): RuntimeStats {
+    return {
+      ...this.storage.stats(),
+      pipelines: this.pipelines.size,
+      dispatches: this.dispatchCount,
+      submits: this.submitCount,
+    };
+  }
+
+  /** Frees pooled (not live) buffers. */
+  trim(): void {
+    this.storage.trim();
+    this.uniformPool.trim();
+    this.readbackPool.trim();
+  }
+
+  get lost(): boolean {
+    return this.lostError !== null;
+  }
+
+  /** Destroys the device: pending readbacks reject and every later call throws `DeviceLostError`. */
+  destroy(): void {
+    this.encoder = null;
+    this.lostError ??= new DeviceLostError('destroyed', 'Runtime.destroy() was called');
+    this.device.destroy();
+  }
+
+  private openEncoder(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder({ label: 'keel batch' });
+    return this.encoder;
+  }
+
+  private assertAlive(): void {
+    if (this.lostError) throw this.lostError;
+  }
+}
+
+function unique(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+let shared: Promise<Runtime> | undefined;
+
+/** The process-wide runtime (created on first use). */
+export async function getRuntime(options?: RuntimeOptions): Promise<Runtime> {
+  if (shared) {
+    const rt = await shared.catch(() => null);
+    if (rt && !rt.lost) return rt;
+  }
+  shared = Runtime.create(options);
+  return shared;
+}

@@ -1,0 +1,2 @@
+/** @keel/mllm */
+export {};
