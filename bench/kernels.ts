@@ -1,0 +1,55 @@
+/**
+ * `pnpm bench:kernels [-- --json FILE] [--filter REGEX] [--no-peer]`: every kernel family, validated
+ * and timed, with the TF.js WebGPU peer and the copy roof side by side.
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { getRuntime } from '@keel/kernels';
+import * as copy from './copy.js';
+import { formatResult, runCase, type BenchCase, type BenchResult } from './harness.js';
+import { loadPeer, type Tf } from './peer.js';
+
+// Families, registered explicitly (no filesystem discovery).
+const families: { name: string; cases: BenchCase[] }[] = [{ name: 'copy', cases: copy.cases }];
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2).filter((a) => a !== '--'),
+    options: {
+      json: { type: 'string' },
+      filter: { type: 'string' },
+      'no-peer': { type: 'boolean', default: false },
+    },
+  });
+  const filter = values.filter ? new RegExp(values.filter) : null;
+  const rt = await getRuntime();
+  const tf: Tf | null = values['no-peer'] ? null : await loadPeer();
+  console.log(`device: ${rt.info.adapter.description || rt.info.adapter.device} (${rt.info.adapter.vendor}/${rt.info.adapter.architecture})`);
+
+  const results: BenchResult[] = [];
+  // The roof first: everything else is reported against it.
+  const roof = await runCase(rt, copy.cases[0]!, null, undefined);
+  results.push(roof);
+  console.log(formatResult(roof));
+  for (const fam of families) {
+    for (const c of fam.cases) {
+      if (c === copy.cases[0] || (filter && !filter.test(c.name))) continue;
+      const r = await runCase(rt, c, tf, roof.gbps);
+      results.push(r);
+      console.log(formatResult(r));
+    }
+  }
+  if (values.json) {
+    writeFileSync(values.json, JSON.stringify({ device: rt.info.adapter, date: new Date().toISOString(), results }, null, 2));
+    console.log(`wrote ${values.json}`);
+  }
+  rt.destroy();
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
