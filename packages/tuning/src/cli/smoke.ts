@@ -1,6 +1,6 @@
 /** `keel smoke`: one real GPU computation checked against the CPU, with its bandwidth. */
 import { axpy, getRuntime } from '@keel/kernels';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 
 export async function runSmoke(n: number): Promise<{ n: number; maxError: number; ms: number; gbps: number }> {
   const rt = await getRuntime();
@@ -30,10 +30,9 @@ export function registerSmoke(program: Command): void {
   program
     .command('smoke')
     .description('run a small GPU computation (y = 2x + y) and check it against the CPU')
-    .option('--n <count>', 'elements', (v) => Number.parseInt(v, 10), 1 << 22)
+    .option('--n <count>', 'elements', positiveInt, 1 << 22)
     .option('--json', 'print the result as JSON')
     .action(async (opts: { n: number; json?: boolean }) => {
-      if (!Number.isInteger(opts.n) || opts.n <= 0) throw new Error(`--n must be a positive integer, got ${opts.n}`);
       const r = await runSmoke(opts.n);
       if (opts.json) console.log(JSON.stringify(r));
       else {
@@ -44,4 +43,10 @@ export function registerSmoke(program: Command): void {
       }
       if (r.maxError > 1e-5) throw new Error(`smoke: GPU result differs from the CPU by ${r.maxError}`);
     });
+}
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${v}'`);
+  return n;
 }
