@@ -10,3 +10,22 @@ export type { Kernel, KernelSpec, BindingSpec, UniformSpec, Workgroups, ScalarTy
 export { KernelError, DeviceLostError, LimitError, NoAdapterError } from './runtime/errors.js';
 export { getGpu } from './runtime/gpu.js';
 export { axpy, axpyKernel } from './ops/axpy.js';
+export {
+  stridedCopy,
+  fill,
+  permute,
+  transpose,
+  inversePermutation,
+  slice,
+  sliceBackward,
+  concat,
+  concatBackward,
+  pad,
+  padBackward,
+  indexSelect,
+  indexSelectBackward,
+  contiguousStrides,
+} from './ops/layout.js';
+export type { Shape, SliceSpec } from './ops/layout.js';
+export { SEGMENT_ALIGN, segmentLayout, createSegmentTable, releaseSegments } from './ops/segments.js';
+export type { SegmentLayout, SegmentTable } from './ops/segments.js';
