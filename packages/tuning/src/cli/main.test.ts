@@ -18,7 +18,7 @@ describe('keel CLI', () => {
     const { out } = capture();
     expect(await main(['info', '--json'])).toBe(0);
     const info = JSON.parse(out.join('\n')) as {
-      adapter: Record<string, string>;
+      adapter: { vendor: string; architecture: string; device: string; description: string };
       features: string[];
       limits: Record<string, number>;
     };
