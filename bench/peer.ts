@@ -19,7 +19,15 @@ export async function loadPeer(): Promise<Tf> {
 
 /** Waits until every op TF.js has recorded so far has finished on the GPU. */
 export async function tfSync(tf: Tf): Promise<void> {
-  const backend = tf.backend() as unknown as { submitQueue(): void; device: GPUDevice };
+  const backend = tf.backend() as unknown as {
+    endComputePassEncoder(): void;
+    ensureCommandEncoderReady(): void;
+    submitQueue(): void;
+    device: GPUDevice;
+  };
+  // TF.js keeps a compute pass open between ops; it must end before the encoder is submitted.
+  backend.endComputePassEncoder();
+  backend.ensureCommandEncoderReady();
   backend.submitQueue();
   await backend.device.queue.onSubmittedWorkDone();
 }
