@@ -28,6 +28,10 @@ export async function tfSync(tf: Tf): Promise<void> {
   // TF.js keeps a compute pass open between ops; it must end before the encoder is submitted.
   backend.endComputePassEncoder();
   backend.ensureCommandEncoderReady();
+  // Dawn only prints validation errors; a failed peer submit would time as "fast". Make it throw.
+  backend.device.pushErrorScope('validation');
   backend.submitQueue();
+  const err = await backend.device.popErrorScope();
+  if (err) throw new Error(`TF.js peer: GPU validation error: ${err.message}`);
   await backend.device.queue.onSubmittedWorkDone();
 }
