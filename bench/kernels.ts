@@ -6,11 +6,15 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { getRuntime } from '@keel/kernels';
 import * as copy from './copy.js';
+import * as optim from './optim.js';
 import { formatResult, runCase, type BenchCase, type BenchResult } from './harness.js';
 import { loadPeer, type Tf } from './peer.js';
 
 // Families, registered explicitly (no filesystem discovery).
-const families: { name: string; cases: BenchCase[] }[] = [{ name: 'copy', cases: copy.cases }];
+const families: { name: string; cases: BenchCase[] }[] = [
+  { name: 'copy', cases: copy.cases },
+  { name: 'optim', cases: optim.cases },
+];
 
 async function main(): Promise<void> {
   const { values } = parseArgs({

@@ -29,3 +29,9 @@ export {
 export type { Shape, SliceSpec } from './ops/layout.js';
 export { SEGMENT_ALIGN, segmentLayout, createSegmentTable, releaseSegments } from './ops/segments.js';
 export type { SegmentLayout, SegmentTable } from './ops/segments.js';
+export { maskedAdamW, adamwKernels, optimizerControl } from './ops/adamw.js';
+export type { AdamWMask, AdamWMaskMode, AdamWArenas, AdamWOptions } from './ops/adamw.js';
+export { gradNormSquared, GRAD_NORM_RECORD } from './ops/grad-norm.js';
+export type { GradNormOptions } from './ops/grad-norm.js';
+export { sgdMomentum } from './ops/optim-sgd.js';
+export type { SgdArenas, SgdOptions } from './ops/optim-sgd.js';
