@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { getRuntime } from '@keel/kernels';
 import * as copy from './copy.js';
 import * as optim from './optim.js';
+import * as topk from './topk.js';
 import { formatResult, runCase, type BenchCase, type BenchResult } from './harness.js';
 import { loadPeer, type Tf } from './peer.js';
 
@@ -14,6 +15,7 @@ import { loadPeer, type Tf } from './peer.js';
 const families: { name: string; cases: BenchCase[] }[] = [
   { name: 'copy', cases: copy.cases },
   { name: 'optim', cases: optim.cases },
+  { name: 'topk', cases: topk.cases },
 ];
 
 async function main(): Promise<void> {

@@ -35,3 +35,5 @@ export { gradNormSquared, GRAD_NORM_RECORD } from './ops/grad-norm.js';
 export type { GradNormOptions } from './ops/grad-norm.js';
 export { sgdMomentum } from './ops/optim-sgd.js';
 export type { SgdArenas, SgdOptions } from './ops/optim-sgd.js';
+export { topkThreshold, topkCounts } from './ops/topk.js';
+export type { TopkAmount, TopkOptions, TopkResult } from './ops/topk.js';
