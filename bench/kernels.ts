@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { getRuntime } from '@keel/kernels';
 import * as copy from './copy.js';
+import * as importance from './importance.js';
 import * as norm from './norm.js';
 import * as optim from './optim.js';
 import * as topk from './topk.js';
@@ -16,6 +17,7 @@ import { loadPeer, type Tf } from './peer.js';
 const families: { name: string; cases: BenchCase[] }[] = [
   { name: 'copy', cases: copy.cases },
   { name: 'norm', cases: norm.cases },
+  { name: 'importance', cases: importance.cases },
   { name: 'optim', cases: optim.cases },
   { name: 'topk', cases: topk.cases },
 ];

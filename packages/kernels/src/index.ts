@@ -45,3 +45,7 @@ export { embeddingForward, embeddingBackward } from './ops/embedding.js';
 export type { EmbeddingForwardOptions, EmbeddingBackwardOptions } from './ops/embedding.js';
 export { ropeForward, ropeBackward } from './ops/rope.js';
 export type { RopeOptions, RopeLayout } from './ops/rope.js';
+export { spiderInit, spiderStep, importanceScores } from './ops/importance.js';
+export type { ImportanceMode, SpiderInitOptions, SpiderStepOptions, ImportanceScoresOptions } from './ops/importance.js';
+export { segmentStats } from './ops/importance-stats.js';
+export type { SegmentStatsOptions } from './ops/importance-stats.js';
