@@ -6,6 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { getRuntime } from '@keel/kernels';
 import * as copy from './copy.js';
+import * as elementwise from './elementwise.js';
 import * as importance from './importance.js';
 import * as norm from './norm.js';
 import * as optim from './optim.js';
@@ -16,6 +17,7 @@ import { loadPeer, type Tf } from './peer.js';
 // Families, registered explicitly (no filesystem discovery).
 const families: { name: string; cases: BenchCase[] }[] = [
   { name: 'copy', cases: copy.cases },
+  { name: 'elementwise', cases: elementwise.cases },
   { name: 'norm', cases: norm.cases },
   { name: 'importance', cases: importance.cases },
   { name: 'optim', cases: optim.cases },
