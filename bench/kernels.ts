@@ -10,6 +10,7 @@ import * as elementwise from './elementwise.js';
 import * as importance from './importance.js';
 import * as norm from './norm.js';
 import * as optim from './optim.js';
+import * as softmax from './softmax.js';
 import * as topk from './topk.js';
 import { formatResult, runCase, type BenchCase, type BenchResult } from './harness.js';
 import { loadPeer, type Tf } from './peer.js';
@@ -18,6 +19,7 @@ import { loadPeer, type Tf } from './peer.js';
 const families: { name: string; cases: BenchCase[] }[] = [
   { name: 'copy', cases: copy.cases },
   { name: 'elementwise', cases: elementwise.cases },
+  { name: 'softmax', cases: softmax.cases },
   { name: 'norm', cases: norm.cases },
   { name: 'importance', cases: importance.cases },
   { name: 'optim', cases: optim.cases },

@@ -55,3 +55,9 @@ export { binaryForward, whereForward, biasGeluForward, BINARY_OPS } from './ops/
 export type { BinaryOp, BinaryOptions, WhereOptions, BiasGeluOptions, GeluApproximation } from './ops/elementwise-binary.js';
 export { unaryBackward, reduceToShape, binaryBackward } from './ops/elementwise-backward.js';
 export type { DiffBinaryOp } from './ops/elementwise-backward.js';
+export { reduce, reduceSum, reduceMean, reduceMax, reduceMin, reduceSumSquares, reduceArgmax, reduceOutputShape, REDUCE_OPS } from './ops/reduce.js';
+export type { ReduceOp, ReduceOptions } from './ops/reduce.js';
+export { softmaxForward, softmaxBackward, logSoftmaxForward, logSoftmaxBackward } from './ops/softmax.js';
+export type { SoftmaxKind, SoftmaxOptions } from './ops/softmax.js';
+export { crossEntropyForward, crossEntropyBackward } from './ops/cross-entropy.js';
+export type { CrossEntropyOptions, CrossEntropySaved } from './ops/cross-entropy.js';
