@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { getRuntime } from '@keel/kernels';
+import * as attention from './attention.js';
 import * as copy from './copy.js';
 import * as elementwise from './elementwise.js';
 import * as importance from './importance.js';
@@ -20,6 +21,7 @@ const families: { name: string; cases: BenchCase[] }[] = [
   { name: 'copy', cases: copy.cases },
   { name: 'elementwise', cases: elementwise.cases },
   { name: 'softmax', cases: softmax.cases },
+  { name: 'attention', cases: attention.cases },
   { name: 'norm', cases: norm.cases },
   { name: 'importance', cases: importance.cases },
   { name: 'optim', cases: optim.cases },

@@ -61,3 +61,6 @@ export { softmaxForward, softmaxBackward, logSoftmaxForward, logSoftmaxBackward 
 export type { SoftmaxKind, SoftmaxOptions } from './ops/softmax.js';
 export { crossEntropyForward, crossEntropyBackward } from './ops/cross-entropy.js';
 export type { CrossEntropyOptions, CrossEntropySaved } from './ops/cross-entropy.js';
+export { attentionForward, attentionShape, ATTENTION_MAX_HEAD_DIM } from './ops/attention.js';
+export type { AttentionOptions, AttentionShape } from './ops/attention.js';
+export { attentionBackward } from './ops/attention-backward.js';
