@@ -9,6 +9,7 @@ import * as attention from './attention.js';
 import * as copy from './copy.js';
 import * as elementwise from './elementwise.js';
 import * as importance from './importance.js';
+import * as matmul from './matmul.js';
 import * as norm from './norm.js';
 import * as optim from './optim.js';
 import * as softmax from './softmax.js';
@@ -20,6 +21,7 @@ import { loadPeer, type Tf } from './peer.js';
 const families: { name: string; cases: BenchCase[] }[] = [
   { name: 'copy', cases: copy.cases },
   { name: 'elementwise', cases: elementwise.cases },
+  { name: 'matmul', cases: matmul.cases },
   { name: 'softmax', cases: softmax.cases },
   { name: 'attention', cases: attention.cases },
   { name: 'norm', cases: norm.cases },

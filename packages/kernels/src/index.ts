@@ -64,3 +64,5 @@ export type { CrossEntropyOptions, CrossEntropySaved } from './ops/cross-entropy
 export { attentionForward, attentionShape, ATTENTION_MAX_HEAD_DIM } from './ops/attention.js';
 export type { AttentionOptions, AttentionShape } from './ops/attention.js';
 export { attentionBackward } from './ops/attention-backward.js';
+export { matmul, matmulBackward, matmulDims, MATMUL_DEFAULT_TILE } from './ops/matmul.js';
+export type { MatmulOptions, MatmulTile, MatmulBiasMode, MatmulDims, MatmulBackwardOptions, MatmulGrads } from './ops/matmul.js';
