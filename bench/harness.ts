@@ -134,3 +134,18 @@ export function formatResult(r: BenchResult): string {
   if (r.peer_ms !== undefined) parts.push(`tfjs ${r.peer_ms.toFixed(3)} ms → ${(r.peer_ms / r.ms).toFixed(1)}×`);
   return parts.join('  ');
 }
+
+/** The results as a markdown table (the one bench/README.md carries). */
+export function markdownTable(results: readonly BenchResult[]): string {
+  const f = (v: number | undefined, d: number) => (v === undefined ? '' : v.toFixed(d));
+  const rows = results.map((r) => {
+    const roof = r.gbps !== undefined && r.roof_gbps ? `${((100 * r.gbps) / r.roof_gbps).toFixed(0)} %` : '';
+    const ratio = r.peer_ms !== undefined ? `${(r.peer_ms / r.ms).toFixed(1)}×` : '';
+    return `| ${r.name} | ${f(r.ms, 2)} | ${f(r.gflops, 2)} | ${f(r.gbps, 2)} | ${roof} | ${f(r.peer_ms, 1)} | ${ratio} |`;
+  });
+  return [
+    '| case | ms | GFLOP/s | GB/s | of copy roof | TF.js ms | keel speed-up |',
+    '|---|---:|---:|---:|---:|---:|---:|',
+    ...rows,
+  ].join('\n');
+}

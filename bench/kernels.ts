@@ -14,7 +14,7 @@ import * as norm from './norm.js';
 import * as optim from './optim.js';
 import * as softmax from './softmax.js';
 import * as topk from './topk.js';
-import { formatResult, runCase, type BenchCase, type BenchResult } from './harness.js';
+import { formatResult, markdownTable, runCase, type BenchCase, type BenchResult } from './harness.js';
 import { loadPeer, type Tf } from './peer.js';
 
 // Families, registered explicitly (no filesystem discovery).
@@ -57,6 +57,7 @@ async function main(): Promise<void> {
       console.log(formatResult(r));
     }
   }
+  console.log(`\n${markdownTable(results)}`);
   if (values.json) {
     writeFileSync(values.json, JSON.stringify({ device: rt.info.adapter, date: new Date().toISOString(), results }, null, 2));
     console.log(`wrote ${values.json}`);
