@@ -1,2 +1,19 @@
-/** @keel/autograd */
-export {};
+/**
+ * @keel/autograd — GPU tensors, a tape with typed backward rules, modules and optimizers.
+ * Knows nothing of models.
+ */
+export { Tensor, Storage, numel } from './tensor.js';
+export type { DType } from './tensor.js';
+export { tidy, keep } from './scope.js';
+export { noGrad, isGradEnabled } from './tape.js';
+export type { Node } from './tape.js';
+export { backward, zeroGrad } from './backward.js';
+export { full, zeros, ones, tensor, arange, randn, rand, seededRandom } from './creation.js';
+export type { CreateOptions } from './creation.js';
+export * from './ops/elementwise.js';
+export { matmul } from './ops/linalg.js';
+export type { MatmulOptions } from './ops/linalg.js';
+export { sum, mean, max, min, argmax } from './ops/reduce.js';
+export type { ReduceAxes } from './ops/reduce.js';
+export { reshape, expand } from './ops/shape.js';
+export type { OpName, OpCtx, BackwardRule } from './ops/registry.js';
