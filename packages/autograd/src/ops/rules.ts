@@ -5,12 +5,17 @@
  */
 import { binaryBackward, unaryBackward } from '@keel/kernels';
 import { Tensor } from '../tensor.js';
+import { attentionRules } from './attention.js';
 import { mul } from './elementwise.js';
+import { layoutRules } from './layout.js';
 import { matmulGrads } from './linalg.js';
-import type { BackwardRule, OpName } from './registry.js';
+import { nnRules } from './nn.js';
+import type { BackwardRule, OpName, RuleTable } from './registry.js';
 import { expand, reshape, sumToShape } from './shape.js';
 
-export const backwardRules: { readonly [K in OpName]: BackwardRule<K> } = {
+type CoreOps = 'unary' | 'binary' | 'matmul' | 'reduce' | 'reshape' | 'expand';
+
+const coreRules: RuleTable<CoreOps> = {
   unary(dy, ctx, [x]) {
     const o = ctx.scalar !== undefined ? { n: x!.size, scalar: ctx.scalar } : { n: x!.size };
     return [Tensor.fromBuffer(dy.rt, unaryBackward(dy.rt, ctx.op, x!.buffer, dy.buffer, o), x!.shape)];
@@ -32,4 +37,12 @@ export const backwardRules: { readonly [K in OpName]: BackwardRule<K> } = {
   expand(dy, ctx) {
     return [sumToShape(dy, ctx.inShape)];
   },
+};
+
+/** The full table: every op family's rules (a missing one fails to type-check here). */
+export const backwardRules: { readonly [K in OpName]: BackwardRule<K> } = {
+  ...coreRules,
+  ...nnRules,
+  ...attentionRules,
+  ...layoutRules,
 };
