@@ -25,3 +25,15 @@ export { permute, transpose, slice, narrow, concat, indexSelect, where } from '.
 export { gradcheck } from './gradcheck.js';
 export type { GradcheckOptions, GradcheckResult } from './gradcheck.js';
 export type { RuleTable } from './ops/registry.js';
+export { Module, Parameter, globToRegExp, matchesName } from './module.js';
+export type { NamePattern, LoadStateDictOptions, LoadStateDictResult, StateDictValue, StateDictInput } from './module.js';
+export { Linear, Activation, Sequential, UnaryModule, mlp } from './layers.js';
+export type { LinearOptions, ActivationName, MlpOptions } from './layers.js';
+export { Optimizer, groupParameters } from './optim/optimizer.js';
+export type { ParamGroup, ParamsInput, OptimizerOptions, Group, OptimizerState, GroupRule } from './optim/optimizer.js';
+export { SGD } from './optim/sgd.js';
+export type { SgdOptimizerOptions } from './optim/sgd.js';
+export { AdamW, MaskedAdamW } from './optim/adamw.js';
+export type { AdamWOptimizerOptions, OptimizerMaskMode } from './optim/adamw.js';
+export { constantSchedule, linearWarmup, cosineSchedule, linearSchedule } from './optim/schedule.js';
+export type { Schedule, DecayOptions } from './optim/schedule.js';
