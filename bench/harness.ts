@@ -9,7 +9,7 @@
  * same process and is timed the same way.
  */
 import Benchmark from 'benchmark';
-import type { Runtime } from '@keel/kernels';
+import type { KeelFeature, Runtime } from '@keel/kernels';
 
 export interface BenchInstance {
   /** Records the GPU work of one iteration (no waiting). */
@@ -36,6 +36,8 @@ export interface BenchCase {
   setup(rt: Runtime): Promise<BenchInstance>;
   /** The same op in TF.js, if it has one. */
   peer?(tf: typeof import('@tensorflow/tfjs-core')): Promise<PeerInstance>;
+  /** Device features the case needs; the runner skips it (and says so) where they are missing. */
+  requires?: readonly KeelFeature[];
   /** Minimum seconds of timing (benchmark.js maxTime); big cases use less. */
   maxTime?: number;
   /**

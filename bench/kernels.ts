@@ -52,6 +52,11 @@ async function main(): Promise<void> {
   for (const fam of families) {
     for (const c of fam.cases) {
       if (c === copy.cases[0] || (filter && !filter.test(c.name))) continue;
+      const missing = (c.requires ?? []).filter((f) => !rt.has(f));
+      if (missing.length) {
+        console.log(`${c.name.padEnd(28)} skipped: the device lacks ${missing.join(', ')}`);
+        continue;
+      }
       const r = await runCase(rt, c, tf, roof.gbps);
       results.push(r);
       console.log(formatResult(r));

@@ -7,9 +7,28 @@
  *   v3_shared64_reg4x4  64×64 workgroup tiles, K-tile 16, 4×4 register block per invocation (the real-GPU design)
  *   v4.. v9             the library kernel (no workgroup memory) with other register/workgroup tilings;
  *                       v9's 64×1 workgroups make the A-row loads workgroup-uniform
+ *   v10_lanes8x2        8 rows × 2 columns per invocation, columns strided by the workgroup width so
+ *                       neighbouring lanes read neighbouring B addresses (scalar loads), A as uniform vec4s
+ *   v11_sgA_reg8x4      the library's 8×4 vec4 tiling, but A is read once per 8 k by the 8 lanes of a
+ *                       subgroup (one element each) and handed out with subgroupBroadcast
+ *   v12_sgA_packedB8x2  8 rows × 2 lane-strided columns, A as in v11 but the 8 k-steps as a small loop
+ *                       (subgroupShuffle), B pre-packed (on the CPU, outside the timing) into 16-column
+ *                       panels [N/16][K][16] so the K walk is sequential
  * `matmul_1024` runs the library default (MATMUL_DEFAULT_TILE, the same tiling as v9, which won on
- * lavapipe; v6 is the runner-up). v1–v3 are bench-only kernels for sizes that are multiples of 64.
- * Every case is validated on a sample of output entries against a float64 CPU dot product.
+ * lavapipe; v6 is the runner-up). v1–v3 and v10–v12 are bench-only kernels for 1024³ (v11/v12 need
+ * the 'subgroups' feature, subgroup size ≥ 8). Every case is validated on a sample of output entries
+ * against a float64 CPU dot product.
+ *
+ * What the numbers say about lavapipe (Mesa 25.0, LLVM 15; disassembly of the JIT code taken with
+ * perf + gdb): a storage-buffer load whose address differs per lane is emitted as a per-lane scalar
+ * loop (extract offset, bounds-check branch, scalar load, blend: ~6–8 instructions per element, no
+ * hardware gather); a load whose address is uniform costs a scalar load plus a bounds-check branch
+ * per component and is, per element, no cheaper in practice (v10 and tall tiles such as 16×1 with
+ * uniform A rows run at 2–9 GFLOP/s); WGSL fma() is emitted as vmulps + vaddps; accumulators beyond
+ * ~24 spill to the stack. So the kernel is bound by instructions per loaded element, not by FLOPs or
+ * cache: the best measured variants (v11 ~13–14, v12 ~17–19 GFLOP/s vs v9 ~11.5–13 in the same run;
+ * TF.js ~5) only cut the per-element load overhead; none reaches 2× the library default, and v12's
+ * number leaves out the B repack it depends on.
  */
 import { defineKernel } from '../packages/kernels/src/runtime/kernel.js';
 import type { GpuBuffer } from '../packages/kernels/src/runtime/buffer-pool.js';
@@ -111,6 +130,88 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`,
 });
 
+/** v10–v12: row-major, 1024-multiple sizes only; A rows are workgroup-uniform (one row block per workgroup). */
+interface LaneParams {
+  tm: number;
+  tn: number;
+  /** 'strided': column j of invocation x is n = base + j·WG_X + x; 'vec4': 4 consecutive columns; 'packed': B in [N/(8·tn)][K][8·tn] panels. */
+  cols: 'strided' | 'vec4' | 'packed';
+  /** A via one subgroup load per 8 k + subgroupBroadcast (else uniform vec4 loads along k). */
+  sgA: boolean;
+  /** With sgA: the 8 k-steps as a (non-unrolled) inner loop using subgroupShuffle(av, kk). */
+  innerLoop?: boolean;
+}
+const lanes = (() => {
+  const mk = (name: string, vecA: boolean, vecB: boolean, sub: boolean) =>
+    defineKernel({
+      name,
+      bindings: [
+        { name: 'a', type: vecA ? 'array<vec4<f32>>' : 'array<f32>', access: 'read' }, // (M, K)
+        { name: 'b', type: vecB ? 'array<vec4<f32>>' : 'array<f32>', access: 'read' }, // (K, N), or packed panels
+        { name: 'c', type: 'array<f32>', access: 'read_write' }, // (M, N)
+      ],
+      uniforms: naive.uniforms,
+      workgroupSize: () => [64, 1],
+      dispatch: (p: LaneParams, u) => [u.N / (p.tn * 64), u.M / p.tm, 1],
+      key: (p: LaneParams) => `${p.tm}x${p.tn}${p.cols}${p.sgA}`,
+      enables: () => (sub ? ['subgroups'] : []),
+      wgsl: laneWgsl,
+    });
+  return { plain: mk('bench_matmul_lanes', true, false, false), sgVec4: mk('bench_matmul_sgA_vec4', false, true, true), sgPacked: mk('bench_matmul_sgA_packed', false, false, true) };
+})();
+
+function laneWgsl(p: LaneParams): string {
+  const R = [...Array(p.tm).keys()];
+  const J = [...Array(p.cols === 'vec4' ? p.tn / 4 : p.tn).keys()];
+  const P = 8 * p.tn; // packed panel width: one subgroup of 8 lanes × tn columns
+  const col = (j: number) =>
+    p.cols === 'strided' ? `gx0 + ${j}u * WG_X + lid.x` : p.cols === 'vec4' ? `(gx0 / ${p.tn}u + lid.x) * ${p.tn}u + ${4 * j}u` : `(gx >> 3u) * ${P}u + ${8 * j}u + (gx & 7u)`;
+  const bAt = (j: number, k: string) => (p.cols === 'vec4' ? `b[(${k} * u.N + ${col(j)}) >> 2u]` : p.cols === 'packed' ? `b[bBase + ${k} * ${P}u + ${8 * j}u]` : `b[${k} * u.N + ${col(j)}]`);
+  const S: string[] = [];
+  const fmas = (a: (r: number) => string, kk: number) => {
+    for (const j of J) S.push(`let b${kk}_${j} = ${bAt(j, `(k + ${kk}u)`)};`);
+    for (const r of R) for (const j of J) S.push(`acc${r}_${j} = fma(${p.cols === 'vec4' ? `vec4<f32>(${a(r)})` : a(r)}, b${kk}_${j}, acc${r}_${j});`);
+  };
+  if (p.sgA) {
+    for (const r of R) S.push(`let av${r} = a[(m0 + ${r}u) * u.K + k + (sg & 7u)];`);
+    if (p.innerLoop) {
+      // kn is uniform but not a constant, so the compiler keeps this a small loop (8 unrolled copies
+      // let LLVM hoist all products and spill them).
+      S.push('let kn = min(8u, u.K - k);', 'for (var q = 0u; q < kn; q++) {');
+      for (const j of J) S.push(`  let bq_${j} = ${bAt(j, '(k + q)')};`);
+      for (const r of R) for (const j of J) S.push(`  acc${r}_${j} = fma(subgroupShuffle(av${r}, q), bq_${j}, acc${r}_${j});`);
+      S.push('}');
+    } else for (let kk = 0; kk < 8; kk++) fmas((r) => `subgroupBroadcast(av${r}, ${kk}u)`, kk);
+  } else {
+    for (const r of R) S.push(`let av${r} = a[((m0 + ${r}u) * u.K + k) >> 2u];`);
+    for (let kk = 0; kk < 4; kk++) fmas((r) => `av${r}[${kk}]`, kk);
+  }
+  const zero = p.cols === 'vec4' ? 'vec4<f32>(0.0)' : '0.0';
+  const st = R.flatMap((r) =>
+    J.map((j) => (p.cols === 'vec4' ? [0, 1, 2, 3].map((e) => `c[(m0 + ${r}u) * u.N + ${col(j)} + ${e}u] = acc${r}_${j}[${e}];`).join(' ') : `c[(m0 + ${r}u) * u.N + ${col(j)}] = acc${r}_${j};`)),
+  );
+  return `
+@compute @workgroup_size(WG_X, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(global_invocation_id) gid: vec3<u32>${p.sgA ? ', @builtin(subgroup_invocation_id) sg: u32' : ''}) {
+  let m0 = wid.y * ${p.tm}u;
+  let gx0 = wid.x * WG_X * ${p.tn}u;
+  let gx = gid.x;
+  let bBase = (gx >> 3u) * u.K * ${P}u + (gx & 7u);
+  ${R.flatMap((r) => J.map((j) => `var acc${r}_${j} = ${zero};`)).join('\n  ')}
+  for (var k = 0u; k < u.K; k += ${p.sgA ? 8 : 4}u) {
+    ${S.join('\n    ')}
+  }
+  ${st.join('\n  ')}
+}`;
+}
+
+/** B (K, N) → panels [N/P][K][P] (v12). */
+function packPanels(B: Float32Array, P: number): Float32Array {
+  const out = new Float32Array(S * S);
+  for (let pn = 0; pn < S / P; pn++) for (let k = 0; k < S; k++) out.set(B.subarray(k * S + pn * P, k * S + pn * P + P), (pn * S + k) * P);
+  return out;
+}
+
 // ---------------------------------------------------------------- shared setup and validation
 
 /** Inputs in [-1, 1) from a fixed LCG (fast for 2·1024² values). */
@@ -141,7 +242,13 @@ function checkSample(name: string, C: Float32Array, A: Float32Array, B: Float32A
   }
 }
 
-function matmulCase(name: string, record: (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => void, transB = false, peer = false): BenchCase {
+function matmulCase(
+  name: string,
+  record: (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => void,
+  transB = false,
+  peer = false,
+  uploadB: (B: Float32Array) => Float32Array = (B) => B,
+): BenchCase {
   const A = data(S * S, 1);
   const B = data(S * S, 2);
   return {
@@ -150,7 +257,7 @@ function matmulCase(name: string, record: (rt: Runtime, a: GpuBuffer, b: GpuBuff
     maxTime: 2,
     async setup(rt) {
       const a = rt.upload(A);
-      const b = rt.upload(B);
+      const b = rt.upload(uploadB(B));
       const c = rt.createBuffer(S * S * 4);
       const run = () => record(rt, a, b, c);
       return {
@@ -187,6 +294,10 @@ function matmulCase(name: string, record: (rt: Runtime, a: GpuBuffer, b: GpuBuff
 const library = (tile: MatmulTile, transB = false) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
   matmul(rt, a, b, { batch: 1, m: S, n: S, k: S, transB, tile, out: c });
 };
+const laneVariant = (kernel: (typeof lanes)['plain'], p: LaneParams) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
+  if (p.sgA && !rt.has('subgroups')) throw new Error(`bench matmul ${kernel.name}: needs the 'subgroups' feature`);
+  rt.dispatch(kernel, p, { buffers: { a, b, c }, uniforms: { M: S, N: S, K: S } });
+};
 const benchOnly = (kernel: typeof naive) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
   rt.dispatch(kernel, undefined, { buffers: { a, b, c }, uniforms: { M: S, N: S, K: S } });
 };
@@ -203,4 +314,10 @@ export const cases: BenchCase[] = [
   matmulCase('matmul_1024_v7_reg8x8', library({ tm: 8, tn: 8, wgx: 8, wgy: 8 })),
   matmulCase('matmul_1024_v8_reg4x4_wg16', library({ tm: 4, tn: 4, wgx: 16, wgy: 16 })),
   matmulCase('matmul_1024_v9_reg8x4_wg64x1', library({ tm: 8, tn: 4, wgx: 64, wgy: 1 })),
+  matmulCase('matmul_1024_v10_lanes8x2', laneVariant(lanes.plain, { tm: 8, tn: 2, cols: 'strided', sgA: false })),
+  { ...matmulCase('matmul_1024_v11_sgA_reg8x4', laneVariant(lanes.sgVec4, { tm: 8, tn: 4, cols: 'vec4', sgA: true })), requires: ['subgroups'] },
+  {
+    ...matmulCase('matmul_1024_v12_sgA_packedB8x2', laneVariant(lanes.sgPacked, { tm: 8, tn: 2, cols: 'packed', sgA: true, innerLoop: true }), false, false, (B) => packPanels(B, 16)),
+    requires: ['subgroups'],
+  },
 ];
