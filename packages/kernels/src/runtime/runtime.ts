@@ -12,38 +12,11 @@
  * Non-goals: multiple queues, render work, automatic garbage collection of buffers (callers release).
  */
 import { BufferPool, GpuBuffer, type PoolStats } from './buffer-pool.js';
-import { DeviceLostError, KernelError, LimitError, NoAdapterError } from './errors.js';
-import { getGpu } from './gpu.js';
+import { describeDevice, requestDevice, type DeviceInfo, type DeviceRequest, type KeelFeature } from './device.js';
+import { DeviceLostError, KernelError, LimitError } from './errors.js';
 import { packUniforms, type Kernel } from './kernel.js';
 
-/** Optional features keel uses when the adapter has them. */
-export const WANTED_FEATURES = ['shader-f16', 'subgroups', 'timestamp-query'] as const;
-export type KeelFeature = (typeof WANTED_FEATURES)[number];
-
-/** Limits keel asks for at the adapter's maximum (the defaults are far lower). */
-const WANTED_LIMITS = [
-  'maxStorageBufferBindingSize',
-  'maxBufferSize',
-  'maxComputeWorkgroupStorageSize',
-  'maxComputeInvocationsPerWorkgroup',
-  'maxComputeWorkgroupSizeX',
-  'maxComputeWorkgroupSizeY',
-  'maxComputeWorkgroupSizeZ',
-  'maxComputeWorkgroupsPerDimension',
-  'maxStorageBuffersPerShaderStage',
-  'maxBindGroups',
-] as const;
-
-export interface DeviceInfo {
-  adapter: { vendor: string; architecture: string; device: string; description: string };
-  features: string[];
-  limits: Record<string, number>;
-}
-
-export interface RuntimeOptions {
-  powerPreference?: GPUPowerPreference;
-  /** Use this GPU object instead of the platform's (tests, custom Dawn instances). */
-  gpu?: GPU;
+export interface RuntimeOptions extends DeviceRequest {
   /** Submit after this many recorded dispatches even without a readback. Default 256. */
   maxBatch?: number;
 }
@@ -97,22 +70,8 @@ export class Runtime {
   ) {
     this.maxBatch = options.maxBatch ?? 256;
     this.limits = device.limits;
-    this.features = new Set([...device.features].map(String));
-    const limits: Record<string, number> = {};
-    for (const key of Object.getOwnPropertyNames(Object.getPrototypeOf(device.limits))) {
-      const v = (device.limits as unknown as Record<string, unknown>)[key];
-      if (typeof v === 'number') limits[key] = v;
-    }
-    this.info = {
-      adapter: {
-        vendor: adapterInfo.vendor ?? '',
-        architecture: adapterInfo.architecture ?? '',
-        device: adapterInfo.device ?? '',
-        description: adapterInfo.description ?? '',
-      },
-      features: [...this.features].sort(),
-      limits,
-    };
+    this.info = describeDevice(device, adapterInfo);
+    this.features = new Set(this.info.features);
     const maxBuffer = device.limits.maxBufferSize;
     this.storage = new BufferPool(device, STORAGE_USAGE, maxBuffer, 'keel storage');
     this.uniformPool = new BufferPool(device, UNIFORM_USAGE, maxBuffer, 'keel uniforms');
@@ -131,23 +90,8 @@ export class Runtime {
 
   /** Requests an adapter and a device with the adapter's real limits and keel's features. */
   static async create(options: RuntimeOptions = {}): Promise<Runtime> {
-    const gpu = options.gpu ?? (await getGpu());
-    const adapter = await gpu.requestAdapter(
-      options.powerPreference ? { powerPreference: options.powerPreference } : undefined,
-    );
-    if (!adapter) {
-      throw new NoAdapterError(
-        'No WebGPU adapter found. On a GPU-less Linux, run scripts/setup-headless-gpu.sh (installs Mesa lavapipe).',
-      );
-    }
-    const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
-    const requiredLimits: Record<string, number> = {};
-    for (const key of WANTED_LIMITS) {
-      const v = (adapter.limits as unknown as Record<string, number | undefined>)[key];
-      if (typeof v === 'number') requiredLimits[key] = v;
-    }
-    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'keel' });
-    return new Runtime(device, adapter.info, options);
+    const { device, adapterInfo } = await requestDevice(options);
+    return new Runtime(device, adapterInfo, options);
   }
 
   has(feature: KeelFeature): boolean {
@@ -456,3 +400,6 @@ export async function getRuntime(options?: RuntimeOptions): Promise<Runtime> {
   shared = Runtime.create(options);
   return shared;
 }
+
+export { WANTED_FEATURES } from './device.js';
+export type { DeviceInfo, KeelFeature } from './device.js';
