@@ -118,8 +118,8 @@ describe('rope', () => {
 
   it('BTHD and BHTD with offset and theta: values and gradients; gradcheck', async () => {
     const s1 = [2, 3, 2, 6];
-    const ts = await checkOp(rt, { what: 'rope BTHD', inputs: [f32(s1, 10)], op: (x) => rope(x!), ref: (x) => refRope(x, s1, 'BTHD', 0, 10000) });
-    await gradcheck((x) => rope(x!), ts);
+    const ts = await checkOp(rt, { what: 'rope BTHD', inputs: [f32(s1, 10)], op: (x) => rope(x!, { layout: 'BTHD' }), ref: (x) => refRope(x, s1, 'BTHD', 0, 10000) });
+    await gradcheck((x) => rope(x!, { layout: 'BTHD' }), ts);
     dispose(ts);
     const s2 = [1, 3, 5, 10];
     const o = { layout: 'BHTD' as const, offset: 7, theta: 500 };
@@ -127,7 +127,8 @@ describe('rope', () => {
   });
 
   it('rejects odd head dims and non-4-D input', () => {
-    expect(() => rope(tensor(rt, new Float32Array(6), [1, 1, 2, 3]))).toThrow(/ropeForward: .*even head dim \(shapes \[1, 1, 2, 3\]\)/);
-    expect(() => rope(tensor(rt, new Float32Array(6), [2, 3]))).toThrow(/rope: x must be 4-D.*\[2,3\]/);
+    expect(() => rope(tensor(rt, new Float32Array(6), [1, 1, 2, 3]), { layout: 'BTHD' })).toThrow(/ropeForward: .*even head dim \(shapes \[1, 1, 2, 3\]\)/);
+    expect(() => rope(tensor(rt, new Float32Array(6), [2, 3]), { layout: 'BTHD' })).toThrow(/rope: x must be 4-D.*\[2,3\]/);
+    expect(() => rope(tensor(rt, new Float32Array(8), [1, 1, 2, 4]), {} as never)).toThrow(/rope: options.layout must be 'BTHD' or 'BHTD'/);
   });
 });

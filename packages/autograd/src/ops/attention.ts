@@ -17,8 +17,11 @@ import { assertDType, fmtShapes, saveOrRelease, savedBuffer, willRecord } from '
 // ------------------------------------------------------------------ rope
 
 export interface RopeOptions {
-  /** Axis order of x: 'BTHD' (default) or 'BHTD'. */
-  layout?: RopeLayout;
+  /**
+   * Axis order of x: 'BTHD' or 'BHTD' (what `attention` takes). Required: both are 4-D with the same
+   * rank, so a wrong default would rotate along the wrong axis without any error.
+   */
+  layout: RopeLayout;
   /** Position of token t is offset + t (KV-cache decoding). Default 0. */
   offset?: number;
   /** Frequency base θ. Default 10000. */
@@ -26,12 +29,15 @@ export interface RopeOptions {
 }
 
 /** Rotates each head vector's channel pairs (i, i + D/2) by (offset + t)·θ^(−2i/D). */
-export function rope(x: Tensor, o: RopeOptions = {}): Tensor {
+export function rope(x: Tensor, o: RopeOptions): Tensor {
   assertDType('rope', 'x', x, 'f32', fmtShapes({ x }));
+  if (o?.layout !== 'BTHD' && o?.layout !== 'BHTD') {
+    throw new Error(`rope: options.layout must be 'BTHD' or 'BHTD', got ${String(o?.layout)} (shape [${x.shape}])`);
+  }
   if (x.rank !== 4) throw new Error(`rope: x must be 4-D ((B, T, H, D) or (B, H, T, D)), got shape [${x.shape}]`);
   const ctx: OpCtx['rope'] = {
     shape: [x.shape[0]!, x.shape[1]!, x.shape[2]!, x.shape[3]!],
-    layout: o.layout ?? 'BTHD',
+    layout: o.layout,
     offset: o.offset ?? 0,
     theta: o.theta ?? 10000,
   };
