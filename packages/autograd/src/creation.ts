@@ -13,7 +13,11 @@ export interface CreateOptions {
 
 function allocate(rt: Runtime, shape: readonly number[], opts: CreateOptions): Tensor {
   assertShape(shape, 'create');
-  const t = Tensor.fromBuffer(rt, rt.createBuffer(numel(shape) * 4), shape, opts.dtype ?? 'f32');
+  const dtype = opts.dtype ?? 'f32';
+  if (dtype === 'f16') {
+    throw new Error(`create: f16 tensors are made by cast(x, 'f16') from f32 (shape [${shape}])`);
+  }
+  const t = Tensor.fromBuffer(rt, rt.createBuffer(numel(shape) * 4), shape, dtype);
   t.requiresGrad = opts.requiresGrad ?? false;
   return t;
 }

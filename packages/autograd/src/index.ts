@@ -37,3 +37,5 @@ export { AdamW, MaskedAdamW } from './optim/adamw.js';
 export type { AdamWOptimizerOptions, OptimizerMaskMode } from './optim/adamw.js';
 export { constantSchedule, linearWarmup, cosineSchedule, linearSchedule } from './optim/schedule.js';
 export type { Schedule, DecayOptions } from './optim/schedule.js';
+export { cast } from './ops/cast.js';
+export { dtypeBytes, halfToFloat } from './tensor.js';

@@ -12,7 +12,21 @@ import type { GpuBuffer, Runtime } from '@keel/kernels';
 import { track } from './scope.js';
 import type { Node } from './tape.js';
 
-export type DType = 'f32' | 'i32';
+/** f16 is a storage type (needs the device's `shader-f16`): ops compute in f32; `cast` converts. */
+export type DType = 'f32' | 'i32' | 'f16';
+
+/** Bytes per element. */
+export const dtypeBytes = (dtype: DType): number => (dtype === 'f16' ? 2 : 4);
+
+/** IEEE half → number. */
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
 
 export class Storage {
   private refs = 0;
@@ -98,7 +112,8 @@ export class Tensor {
 
   /** Reads the values back (the only GPU→CPU sync besides item()). */
   async toArray(): Promise<Float32Array | Int32Array> {
-    const bytes = await this.rt.read(this.buffer, 0, this.size * 4);
+    const bytes = await this.rt.read(this.buffer, 0, this.size * dtypeBytes(this.dtype));
+    if (this.dtype === 'f16') return Float32Array.from(new Uint16Array(bytes), halfToFloat);
     return this.dtype === 'i32' ? new Int32Array(bytes) : new Float32Array(bytes);
   }
 

@@ -15,7 +15,10 @@ import { Tensor, numel } from '../tensor.js';
 
 export function assertF32(op: string, ...ts: Tensor[]): void {
   for (const t of ts) {
-    if (t.dtype !== 'f32') throw new Error(`${op}: expected an f32 tensor, got ${t.dtype} [${t.shape}]`);
+    if (t.dtype !== 'f32') {
+      const hint = t.dtype === 'f16' ? "; f16 is a storage type: cast(x, 'f32') first" : '';
+      throw new Error(`${op}: expected an f32 tensor, got ${t.dtype} [${t.shape}]${hint}`);
+    }
     if (t.isDisposed) throw new Error(`${op}: tensor #${t.id} [${t.shape}] was disposed`);
   }
 }

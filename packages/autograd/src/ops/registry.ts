@@ -13,6 +13,8 @@ import type { DiffBinaryOp, RopeLayout, SoftmaxKind, UnaryOp } from '@keel/kerne
 import type { Tensor } from '../tensor.js';
 
 export interface OpCtx {
+  /** Storage conversion f32 ↔ f16; saves the input dtype. */
+  cast: { from: 'f32' | 'f16' };
   /** y = f(x) elementwise (incl. scalar variants); saves x via inputs. */
   unary: { op: UnaryOp; scalar?: number };
   /** y = a ∘ b with broadcasting; saves a and b via inputs. */

@@ -5,6 +5,7 @@
  */
 import { binaryBackward, unaryBackward } from '@keel/kernels';
 import { Tensor } from '../tensor.js';
+import { cast } from './cast.js';
 import { attentionRules } from './attention.js';
 import { mul } from './elementwise.js';
 import { layoutRules } from './layout.js';
@@ -45,4 +46,7 @@ export const backwardRules: { readonly [K in OpName]: BackwardRule<K> } = {
   ...nnRules,
   ...attentionRules,
   ...layoutRules,
+  cast(dy, ctx) {
+    return [cast(dy, ctx.from)];
+  },
 };

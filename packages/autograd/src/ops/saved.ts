@@ -34,7 +34,10 @@ export function savedBuffer(op: string, t: Tensor, what: string): GpuBuffer {
 /** Throws unless `t` is a live tensor of `dtype`. */
 export function assertDType(op: string, what: string, t: Tensor, dtype: 'f32' | 'i32', shapes: string): void {
   if (t.isDisposed) throw new Error(`${op}: ${what} tensor #${t.id} [${t.shape}] was disposed`);
-  if (t.dtype !== dtype) throw new Error(`${op}: ${what} must be ${dtype}, got ${t.dtype} (${shapes})`);
+  if (t.dtype !== dtype) {
+    const hint = t.dtype === 'f16' ? "; f16 is a storage type: cast(x, 'f32') first" : '';
+    throw new Error(`${op}: ${what} must be ${dtype}, got ${t.dtype} (${shapes})${hint}`);
+  }
 }
 
 /** `[a,b] and [c]`-style shape list for error messages. */
