@@ -137,6 +137,23 @@ describe('topkThreshold (global, one buffer)', () => {
     await checkPlain(x, 77777, 'chunked 2048', { maxChunkElements: 2048 });
   });
 
+  it('sample bracket: ties split by index ranking, many ties, and a bracket that overflows', async () => {
+    const r = rng(31);
+    const n = 200003;
+    // ~10 copies of each value: the cut usually splits a few ties (ranked by index among candidates)
+    const fine = Float32Array.from({ length: n }, () => (r() < 0.5 ? -1 : 1) * Math.round(r() * 20000) / 20000);
+    for (const k of [1, 777, 10001, 150000]) await checkPlain(fine, k, `fine ties k=${k}`);
+    await checkPlain(fine, 10001, 'fine ties, windows', { maxChunkElements: 8192 });
+    // ~4000 copies per value: more ties than the index ranking holds (chunked tie count instead)
+    const coarse = Float32Array.from({ length: n }, () => Math.floor(r() * 50) - 25);
+    for (const k of [5, 60001]) await checkPlain(coarse, k, `coarse ties k=${k}`);
+    // one value almost everywhere: the bracket holds more than the candidate capacity (full passes)
+    const flat = new Float32Array(n).fill(0.5);
+    for (let i = 0; i < n; i += 997) flat[i] = -0.75;
+    flat[5] = NaN;
+    for (const k of [3, 201, 100000]) await checkPlain(flat, k, `flat k=${k}`);
+  });
+
   it('rejects bad amounts naming the op and the value', () => {
     const buf = rt.upload(new Float32Array(10));
     for (const f of [0, 1.5, -0.1, NaN]) {

@@ -2,16 +2,20 @@
  * Top-k threshold and mask: the exact k-th largest |score| and a packed mask selecting exactly k
  * elements (gradient sparsification, magnitude pruning), over up to ~100M elements.
  *
- * Algorithm (no sort, no CPU round trip; kernels in topk-kernels.ts): the key of an element is the bit
- * pattern of |score|, which orders non-negative floats. Four radix passes of 8 bits, most significant
- * digit first: each pass histograms the current digit of the elements whose higher digits match the
- * prefix found so far (per-workgroup histograms in workgroup memory, summed into a per-group global
- * histogram), then a select kernel picks the bin holding the k-th element and updates the prefix and
- * the remaining k in a small GPU state buffer. After 4 passes the prefix is the threshold key. The
- * mask takes every element above it and, of the elements equal to it, the lowest indices first: a
- * per-chunk tie count, one exclusive scan across chunks (a separate dispatch, never a decoupled
- * look-back), and a final pass where only the chunk containing the cut scans inside itself. When the
- * group takes all of its ties (the usual case for continuous data) the tie count reads nothing.
+ * Algorithm (no sort, no CPU round trip; kernels in topk-kernels.ts, topk-compact.ts, topk-ties.ts):
+ * the key of an element is the bit pattern of |score|, which orders non-negative floats. Three radix
+ * passes (digits of 12, 11 and 8 bits, most significant first) each histogram the current digit of the
+ * elements whose higher digits match the prefix found so far, then a select kernel picks the bin
+ * holding the k-th element and updates the prefix and the remaining k in a small GPU state buffer.
+ * With one group (global mode, or one tensor) the passes do not read all N: a sample bracket [lo, hi]
+ * is estimated, one register-only pass counts the keys above hi and copies the (key, index) pairs in
+ * [lo, hi] into a small candidate buffer, and if the bracket provably holds the k-th key the radix
+ * passes run over the candidates (else, e.g. for heavy ties, over all N as in per-tensor mode). The
+ * mask takes every element above the threshold and, of the elements equal to it, the lowest indices
+ * first: for bracketed groups the last tie taken is found by ranking the tied candidates' indices;
+ * otherwise a per-chunk tie count, one exclusive scan across chunks (a separate dispatch, never a
+ * decoupled look-back), and a final pass where only the chunk containing the cut scans inside itself.
+ * When the group takes all of its ties (the usual case for continuous data) no tie pass reads data.
  *
  * Rules: exactly min(k, non-NaN count) elements are selected. NaN scores are never selected and never
  * counted. |−0| = 0. k = 0 (or no non-NaN element) selects nothing and gives a NaN threshold. ±Inf
@@ -35,15 +39,23 @@ import { LimitError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
 import { createSegmentTable, releaseSegments, type SegmentTable } from './segments.js';
 import {
+  TOPK_SAMPLE_PER_CHUNK,
+  topkBracketKernel,
+  topkCandHistogramKernel,
+  topkCheckKernel,
+  topkCompactKernel,
+  topkSampleHistogramKernel,
+} from './topk-compact.js';
+import {
+  TOPK_DIGITS,
   TOPK_RADIX,
   TOPK_STATE_WORDS,
   topkHistogramKernel,
   topkInitKernel,
   topkMaskKernel,
   topkSelectKernel,
-  topkTieCountKernel,
-  topkTieScanKernel,
 } from './topk-kernels.js';
+import { topkTieCountKernel, topkTieCutKernel, topkTieScanKernel } from './topk-ties.js';
 
 /** How many to select: a count (per tensor: one count, or one per tensor) or a fraction of each. */
 export type TopkAmount = { k: number | readonly number[] } | { fraction: number };
@@ -68,10 +80,12 @@ export interface TopkResult {
 }
 
 /** Elements a workgroup handles without a table (a multiple of 2048 so windows stay aligned). */
-const PLAIN_CHUNK = 8192;
+const PLAIN_CHUNK = 65536;
 /** Window starts are multiples of this many elements: 2048 / 32 mask words × 4 bytes = 256 bytes. */
 const WINDOW_ALIGN = 2048;
-const PASSES = 4;
+/** Candidate capacity = N / CAND_FRACTION (one group): larger first-pass bins use the full-data passes. */
+const CAND_FRACTION = 8;
+const MIN_CAP = 16384;
 
 interface Window {
   chunkBase: number;
@@ -191,9 +205,14 @@ export function topkThreshold(rt: Runtime, scores: GpuBuffer, amount: TopkAmount
   const state = rt.createBuffer(G * TOPK_STATE_WORDS * 4);
   const hist = rt.createBuffer(G * TOPK_RADIX * 4);
   const ties = rt.createBuffer((2 * C + G) * 4);
+  // One group with k > 0: bracket the threshold from a sample and copy out the keys in the bracket
+  // (topk-compact.ts). cap bounds the candidates; a failed bracket falls back to the full passes.
+  const cap = G === 1 && ks[0]! > 0 ? Math.min(N, Math.max(Math.ceil(N / CAND_FRACTION), MIN_CAP), Math.floor(maskBindBytes / 8)) : 0;
+  const candCount = rt.createBuffer(8);
+  const cand = rt.createBuffer(Math.max(cap, 1) * 8);
   const zeroWords = table ? words : 0;
   rt.dispatch(topkInitKernel, undefined, {
-    buffers: { kIn, state, hist, mask: { buffer: mask, offset: 0, size: Math.min(mask.size, maskBindBytes) } },
+    buffers: { kIn, state, hist, mask: { buffer: mask, offset: 0, size: Math.min(mask.size, maskBindBytes) }, candCount },
     uniforms: { groups: G, zeroWords, threads: Math.max(G * TOPK_RADIX, zeroWords) },
   });
 
@@ -201,20 +220,47 @@ export function topkThreshold(rt: Runtime, scores: GpuBuffer, amount: TopkAmount
   const scoreRange = (w: Window) => ({ buffer: scores, offset: w.winStart * 4, size: w.winLen * 4 });
   const maskRange = (w: Window) => ({ buffer: mask, offset: w.winStart / 8, size: Math.ceil(w.winLen / 32) * 4 });
   const chunkUniforms = (w: Window) => ({ ...common, chunkBase: w.chunkBase, chunkCount: w.chunkCount, winStart: w.winStart });
-  for (let p = 0; p < PASSES; p++) {
-    const shift = 24 - 8 * p;
-    const hiMask = p === 0 ? 0 : (0xffffffff << (shift + 8)) >>> 0;
+  if (cap > 0) {
+    // sample rank of k with a margin of ~4 standard deviations (binomial), as counts from the top
+    const sampled = chunkLen.reduce((acc, len) => acc + Math.min(len, TOPK_SAMPLE_PER_CHUNK), 0);
+    const kS = (ks[0]! * sampled) / groupLengths[0]!;
+    const margin = 4 * Math.sqrt(kS) + 8;
+    const win = (w: Window) => ({ chunkBase: w.chunkBase, chunkCount: w.chunkCount, winStart: w.winStart, chunkSize: t.chunkSize });
+    const ranks = { rHi: Math.max(0, Math.floor(kS - margin)), rLo: Math.ceil(kS + margin) };
+    for (const level of [0, 1] as const) {
+      for (const w of windows) {
+        rt.dispatch(topkSampleHistogramKernel, { level }, {
+          buffers: { scores: scoreRange(w), chunks: t.chunks, segments: t.segments, state, hist },
+          uniforms: win(w),
+        });
+      }
+      rt.dispatch(topkBracketKernel, { level }, { buffers: { state, hist }, uniforms: ranks });
+    }
     for (const w of windows) {
-      rt.dispatch(topkHistogramKernel, undefined, {
-        buffers: { scores: scoreRange(w), chunks: t.chunks, segments: t.segments, state, hist },
-        uniforms: { ...chunkUniforms(w), shift, hiMask },
+      rt.dispatch(topkCompactKernel, undefined, {
+        buffers: { scores: scoreRange(w), chunks: t.chunks, segments: t.segments, state, candCount, cand },
+        uniforms: { ...win(w), cap },
       });
     }
-    rt.dispatch(topkSelectKernel, undefined, {
-      buffers: { state, hist, threshold },
-      uniforms: { groups: G, shift, first: p === 0 ? 1 : 0, last: p === PASSES - 1 ? 1 : 0 },
-    });
+    rt.dispatch(topkCheckKernel, undefined, { buffers: { state, candCount }, uniforms: { cap } });
   }
+  TOPK_DIGITS.forEach(([shift, bits], p) => {
+    const hiMask = p === 0 ? 0 : (0xffffffff << (shift + bits)) >>> 0;
+    if (cap > 0) {
+      rt.dispatch(topkCandHistogramKernel, { bits }, { buffers: { state, candCount, cand, hist }, uniforms: { cap, shift, hiMask } });
+    }
+    for (const w of windows) {
+      rt.dispatch(topkHistogramKernel, { bits }, {
+        buffers: { scores: scoreRange(w), chunks: t.chunks, segments: t.segments, state, hist },
+        uniforms: { ...chunkUniforms(w), shift, hiMask, skip: cap > 0 ? 1 : 0 },
+      });
+    }
+    rt.dispatch(topkSelectKernel, { bits }, {
+      buffers: { state, hist, threshold },
+      uniforms: { groups: G, shift, first: p === 0 ? 1 : 0, last: p === TOPK_DIGITS.length - 1 ? 1 : 0 },
+    });
+  });
+  if (cap > 0) rt.dispatch(topkTieCutKernel, undefined, { buffers: { state, candCount, cand }, uniforms: {} });
   for (const w of windows) {
     rt.dispatch(topkTieCountKernel, undefined, {
       buffers: { scores: scoreRange(w), chunks: t.chunks, segments: t.segments, state, ties },
@@ -231,7 +277,7 @@ export function topkThreshold(rt: Runtime, scores: GpuBuffer, amount: TopkAmount
       uniforms: { ...chunkUniforms(w), chunkTotal: C },
     });
   }
-  for (const b of [kIn, state, hist, ties]) rt.release(b);
+  for (const b of [kIn, state, hist, ties, candCount, cand]) rt.release(b);
   if (own) releaseSegments(rt, own);
   return { threshold, mask, groups: G };
 }
