@@ -94,16 +94,7 @@ function adamwWgsl(mode: AdamWMaskMode): string {
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let w = wg.x + wg.y * nwg.x;
-  // skip flag set by gradNormSquared on a non-finite norm: the whole step is a no-op
-  if (w >= u.chunkCount || ctl[${GRAD_NORM_RECORD.skip}] != 0u) { return; }
-  let scale = bitcast<f32>(ctl[${GRAD_NORM_RECORD.scale}]);
-  let t = chunks[2u * w];
-  let start = chunks[2u * w + 1u];
-  let end = min(start + u.chunkSize, ctl[4u + 2u * t] + ctl[5u + 2u * t]);
-  let hp = 4u + 2u * u.tensors + 2u * t;
-  let lr = bitcast<f32>(ctl[hp]);
-  let wd = bitcast<f32>(ctl[hp + 1u]);
+${OPTIMIZER_CHUNK_PROLOGUE}
   let lanes = vec4<u32>(0u, 1u, 2u, 3u);
   for (var e = start + 4u * lid; e < end; e += 4u * WG_X) {
     let j = e / 4u;
@@ -156,6 +147,22 @@ export const adamwKernels = {
     ],
   }),
 };
+
+/**
+ * WGSL opening every multi-tensor optimizer kernel: decodes the `ctl` layout (see optimizerControl)
+ * into this workgroup's chunk [start, end) of tensor t, the clip scale, and t's lr and weight decay.
+ * Returns early for padding workgroups and when gradNormSquared flagged a non-finite norm (the
+ * whole step is then a no-op). Needs `wg`, `nwg` and the uniforms chunkCount, chunkSize, tensors.
+ */
+export const OPTIMIZER_CHUNK_PROLOGUE = /* wgsl */ `  let w = wg.x + wg.y * nwg.x;
+  if (w >= u.chunkCount || ctl[${GRAD_NORM_RECORD.skip}] != 0u) { return; }
+  let scale = bitcast<f32>(ctl[${GRAD_NORM_RECORD.scale}]);
+  let t = chunks[2u * w];
+  let start = chunks[2u * w + 1u];
+  let end = min(start + u.chunkSize, ctl[4u + 2u * t] + ctl[5u + 2u * t]);
+  let hp = 4u + 2u * u.tensors + 2u * t;
+  let lr = bitcast<f32>(ctl[hp]);
+  let wd = bitcast<f32>(ctl[hp + 1u]);`;
 
 /**
  * The `ctl` buffer of the multi-tensor optimizer kernels (u32 words): [0, 4) the clip record (or

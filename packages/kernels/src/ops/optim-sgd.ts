@@ -14,7 +14,7 @@ import type { GpuBuffer } from '../runtime/buffer-pool.js';
 import { LimitError } from '../runtime/errors.js';
 import { defineKernel, grid1d } from '../runtime/kernel.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { optimizerControl } from './adamw.js';
+import { OPTIMIZER_CHUNK_PROLOGUE, optimizerControl } from './adamw.js';
 import { GRAD_NORM_RECORD } from './grad-norm.js';
 import type { SegmentTable } from './segments.js';
 
@@ -44,15 +44,7 @@ export const sgdMomentumKernel = defineKernel({
 @compute @workgroup_size(WG_X)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let w = wg.x + wg.y * nwg.x;
-  if (w >= u.chunkCount || ctl[${GRAD_NORM_RECORD.skip}] != 0u) { return; }
-  let scale = bitcast<f32>(ctl[${GRAD_NORM_RECORD.scale}]);
-  let t = chunks[2u * w];
-  let start = chunks[2u * w + 1u];
-  let end = min(start + u.chunkSize, ctl[4u + 2u * t] + ctl[5u + 2u * t]);
-  let hp = 4u + 2u * u.tensors + 2u * t;
-  let lr = bitcast<f32>(ctl[hp]);
-  let wd = bitcast<f32>(ctl[hp + 1u]);
+${OPTIMIZER_CHUNK_PROLOGUE}
   for (var e = start + 4u * lid; e < end; e += 4u * WG_X) {
     let j = e / 4u;
     let wo = W[j];
