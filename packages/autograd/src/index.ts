@@ -27,7 +27,7 @@ export type { GradcheckOptions, GradcheckResult } from './gradcheck.js';
 export type { RuleTable } from './ops/registry.js';
 export { Module, Parameter, globToRegExp, matchesName } from './module.js';
 export type { NamePattern, LoadStateDictOptions, LoadStateDictResult, StateDictValue, StateDictInput } from './module.js';
-export { Linear, Activation, Sequential, UnaryModule, mlp } from './layers.js';
+export { Linear, Embedding, LayerNorm, RMSNorm, ModuleList, Activation, Sequential, UnaryModule, mlp } from './layers.js';
 export type { LinearOptions, ActivationName, MlpOptions } from './layers.js';
 export { Optimizer, groupParameters } from './optim/optimizer.js';
 export type { ParamGroup, ParamsInput, OptimizerOptions, Group, OptimizerState, GroupRule } from './optim/optimizer.js';

@@ -1,5 +1,6 @@
 /**
- * Simple layers on Module: Linear (HF weight layout), activations, Sequential and an MLP builder.
+ * Simple layers on Module: Linear (HF weight layout), Embedding, LayerNorm, RMSNorm, activations,
+ * Sequential, ModuleList and an MLP builder.
  * Initialization is seeded: the same seed gives the same parameters on every device (values are
  * drawn on the CPU by creation.ts's generator).
  *
@@ -7,10 +8,10 @@
  * Non-goals: dropout, normalization layers, lazy shape inference.
  */
 import type { Runtime } from '@keel/kernels';
-import { rand } from './creation.js';
+import { ones, rand, randn, zeros } from './creation.js';
 import { Module, type Parameter } from './module.js';
 import { gelu, relu, sigmoid, silu, tanh } from './ops/elementwise.js';
-import { linear } from './ops/nn.js';
+import { embedding, layerNorm, linear, rmsNorm } from './ops/nn.js';
 import type { Tensor } from './tensor.js';
 
 /** A module mapping one tensor to one tensor (what Sequential chains). */
@@ -91,6 +92,67 @@ export class Activation extends UnaryModule {
   }
   forward(x: Tensor): Tensor {
     return this.fn(x);
+  }
+}
+
+/** A lookup table `weight` (V, C); forward(ids (…) i32) → (…, C). Init N(0, std²), std default 0.02. */
+export class Embedding extends Module {
+  readonly weight: Parameter; // (V, C)
+  constructor(rt: Runtime, readonly count: number, readonly dim: number, options: { seed?: number; std?: number } = {}) {
+    super();
+    if (!Number.isInteger(count) || !Number.isInteger(dim) || count <= 0 || dim <= 0) {
+      throw new Error(`Embedding: count and dim must be positive integers, got count=${count}, dim=${dim}`);
+    }
+    this.weight = this.param('weight', randn(rt, [count, dim], options.seed ?? nextSeed(), { std: options.std ?? 0.02 }));
+  }
+  forward(ids: Tensor): Tensor {
+    return embedding(this.weight, ids);
+  }
+}
+
+/** LayerNorm over the last axis with affine weight (ones) and bias (zeros), both (C,). */
+export class LayerNorm extends UnaryModule {
+  readonly weight: Parameter;
+  readonly bias: Parameter;
+  constructor(rt: Runtime, readonly dim: number, readonly options: { eps?: number } = {}) {
+    super();
+    this.weight = this.param('weight', ones(rt, [dim]));
+    this.bias = this.param('bias', zeros(rt, [dim]));
+  }
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.weight, this.bias, this.options);
+  }
+}
+
+/** RMSNorm over the last axis with a weight (C,) initialized to ones (Llama). */
+export class RMSNorm extends UnaryModule {
+  readonly weight: Parameter;
+  constructor(rt: Runtime, readonly dim: number, readonly options: { eps?: number } = {}) {
+    super();
+    this.weight = this.param('weight', ones(rt, [dim]));
+  }
+  forward(x: Tensor): Tensor {
+    return rmsNorm(x, this.weight, this.options);
+  }
+}
+
+/** An indexed list of submodules registered as '0', '1', … (no forward of its own). */
+export class ModuleList<M extends Module> extends Module {
+  readonly items: readonly M[];
+  constructor(items: readonly M[]) {
+    super();
+    this.items = items.map((m, i) => this.module(String(i), m));
+  }
+  get length(): number {
+    return this.items.length;
+  }
+  at(i: number): M {
+    const m = this.items[i];
+    if (!m) throw new Error(`ModuleList.at: index ${i} out of range (length ${this.items.length})`);
+    return m;
+  }
+  [Symbol.iterator](): Iterator<M> {
+    return this.items[Symbol.iterator]();
   }
 }
 

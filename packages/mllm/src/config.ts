@@ -1,0 +1,120 @@
+/**
+ * The model's configuration: one object for the vision encoder, the projector and the language
+ * model, validated by a schema so a bad value is rejected with the field's path before any GPU work.
+ * Defaults describe keel's bundled base model (small enough to pre-train on a CPU-emulated GPU).
+ *
+ * Names follow the paper's vocabulary in camelCase; io/hf-config.ts maps them to and from the
+ * Hugging Face LLaVA `config.json` (vision_config = CLIP-ViT, text_config = Llama).
+ *
+ * Non-goals: dropout, rope scaling variants, multiple images per sample.
+ */
+import { z } from 'zod';
+
+const positiveInt = z.number().int().positive();
+
+export const visionConfigSchema = z
+  .object({
+    /** Side of the square input image in pixels. */
+    imageSize: positiveInt.default(32),
+    /** Side of a square patch; imageSize must be a multiple. P = (imageSize / patchSize)² patches. */
+    patchSize: positiveInt.default(8),
+    /** Input channels (RGB). */
+    channels: positiveInt.default(3),
+    /** Hidden width of the ViT. */
+    width: positiveInt.default(64),
+    /** Number of pre-LN transformer blocks. */
+    layers: positiveInt.default(2),
+    /** Attention heads; width / heads must be a multiple of 4 (attention kernel). */
+    heads: positiveInt.default(4),
+    /** Hidden width of each block's MLP. */
+    intermediate: positiveInt.default(128),
+    /** ε of every LayerNorm. */
+    layerNormEps: z.number().positive().default(1e-5),
+    /** MLP activation: tanh-approximated or exact (erf) GELU. */
+    act: z.enum(['gelu', 'gelu_erf']).default('gelu'),
+  })
+  .strict();
+
+export const projectorConfigSchema = z
+  .object({
+    /** LLaVA-1.5: Linear(vision width → hidden) → GELU → Linear(hidden → text width). 0 = text width. */
+    hidden: z.number().int().nonnegative().default(0),
+    act: z.enum(['gelu', 'gelu_erf']).default('gelu'),
+  })
+  .strict();
+
+export const textConfigSchema = z
+  .object({
+    vocabSize: positiveInt.default(256),
+    /** Hidden width of the decoder. */
+    width: positiveInt.default(128),
+    layers: positiveInt.default(3),
+    /** Query heads; width / heads must be a multiple of 4. */
+    heads: positiveInt.default(4),
+    /** Key/value heads (grouped-query attention when < heads; must divide heads). */
+    kvHeads: positiveInt.default(2),
+    /** Hidden width of the SwiGLU MLP. */
+    intermediate: positiveInt.default(256),
+    /** RoPE frequency base θ. */
+    ropeTheta: z.number().positive().default(10000),
+    /** ε of every RMSNorm. */
+    rmsNormEps: z.number().positive().default(1e-6),
+    /** Share the token embedding with the LM head. */
+    tieEmbeddings: z.boolean().default(true),
+    /** Longest sequence (image tokens + text) the model is meant for; generation checks it. */
+    maxPositions: positiveInt.default(128),
+  })
+  .strict();
+
+export const mllmConfigSchema = z
+  .object({
+    vision: visionConfigSchema.default(() => visionConfigSchema.parse({})),
+    projector: projectorConfigSchema.default(() => projectorConfigSchema.parse({})),
+    text: textConfigSchema.default(() => textConfigSchema.parse({})),
+    /** Token id of the `<image>` placeholder replaced by the projected image tokens. */
+    imageTokenId: z.number().int().nonnegative().default(4),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    if (c.vision.imageSize % c.vision.patchSize !== 0) {
+      issue(['vision', 'patchSize'], `imageSize ${c.vision.imageSize} is not a multiple of patchSize ${c.vision.patchSize}`);
+    }
+    for (const part of ['vision', 'text'] as const) {
+      const { width, heads } = c[part];
+      if (width % heads !== 0) issue([part, 'heads'], `width ${width} is not divisible by heads ${heads}`);
+      else if ((width / heads) % 4 !== 0 || width / heads > 128) issue([part, 'heads'], `head dim ${width / heads} must be a multiple of 4 and at most 128`);
+    }
+    if (c.text.heads % c.text.kvHeads !== 0) issue(['text', 'kvHeads'], `heads ${c.text.heads} is not a multiple of kvHeads ${c.text.kvHeads}`);
+    if (c.imageTokenId >= c.text.vocabSize) issue(['imageTokenId'], `imageTokenId ${c.imageTokenId} is outside the vocabulary (${c.text.vocabSize})`);
+    const tokens = (c.vision.imageSize / c.vision.patchSize) ** 2;
+    if (tokens >= c.text.maxPositions) issue(['text', 'maxPositions'], `maxPositions ${c.text.maxPositions} leaves no room for text after ${tokens} image tokens`);
+  });
+
+export type VisionConfig = z.output<typeof visionConfigSchema>;
+export type ProjectorConfig = z.output<typeof projectorConfigSchema>;
+export type TextConfig = z.output<typeof textConfigSchema>;
+export type MllmConfig = z.output<typeof mllmConfigSchema>;
+/** What a caller may pass: any subset, the rest defaulted. */
+export type MllmConfigInput = z.input<typeof mllmConfigSchema>;
+
+/** Thrown for an invalid configuration; the message lists every bad field by path. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Fills defaults and validates; `source` names where the config came from in the error. */
+export function resolveConfig(input: MllmConfigInput = {}, source = 'config'): MllmConfig {
+  const r = mllmConfigSchema.safeParse(input);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`${source}: invalid model config:\n${lines.join('\n')}`);
+  }
+  return r.data;
+}
+
+/** Image tokens the projector hands to the language model: one per patch (CLS dropped, as LLaVA). */
+export const imageTokenCount = (c: MllmConfig): number => (c.vision.imageSize / c.vision.patchSize) ** 2;
+
+/** Projector hidden width after resolving 0 = text width. */
+export const projectorHidden = (c: MllmConfig): number => c.projector.hidden || c.text.width;

@@ -1,0 +1,164 @@
+/**
+ * The language model: a Llama-style decoder. Token embedding, then blocks of
+ *   x = x + o_proj(attn(rope(q), rope(k), v))      (causal, grouped-query when kvHeads < heads)
+ *   x = x + down_proj(silu(gate_proj(h)) ⊙ up_proj(h)),  h = post_attention_layernorm(x)
+ * with RMSNorm before each sub-layer, a final RMSNorm and the LM head (tied to the embedding by
+ * default). Names are HF Llama's under `language_model.` (`model.layers.{i}.self_attn.q_proj`, …).
+ *
+ * Decoding keeps a KV cache: each layer's keys and values for the tokens seen so far, (B, Hkv, L, D).
+ * A step with cache length L places its tokens at positions L, L+1, … (RoPE offset and causal qOffset).
+ * Dimension legend: B batch, T new tokens, L cached tokens, W width, H query heads, Hkv key/value
+ * heads, D = W/H head dim, F MLP width, V vocabulary.
+ * Non-goals: dropout, sliding windows, rope scaling, attention biases (Llama has none).
+ */
+import type { Runtime } from '@keel/kernels';
+import {
+  Embedding,
+  Linear,
+  Module,
+  ModuleList,
+  RMSNorm,
+  add,
+  attention,
+  concat,
+  linear,
+  mul,
+  rope,
+  silu,
+  type Tensor,
+} from '@keel/autograd';
+import type { TextConfig } from '../config.js';
+import { seedStream } from './seeds.js';
+import { mergeHeads, splitHeads } from './vision.js';
+
+/** Keys and values of one layer for the tokens seen so far: (B, Hkv, L, D) each. */
+export interface LayerCache {
+  k: Tensor;
+  v: Tensor;
+}
+
+export interface DecoderOptions {
+  /** Cached keys/values per layer (length = layers) from earlier steps; null for a fresh sequence. */
+  cache?: readonly LayerCache[] | null;
+  /** (B, L + T) flags, 1 = real token, 0 = padding; keys at 0 are never attended. */
+  keyPadding?: Tensor | null;
+}
+
+class LlamaAttention extends Module {
+  readonly q_proj: Linear;
+  readonly k_proj: Linear;
+  readonly v_proj: Linear;
+  readonly o_proj: Linear;
+  constructor(rt: Runtime, private readonly c: TextConfig, seed: () => number) {
+    super();
+    const W = c.width;
+    const kvW = (W / c.heads) * c.kvHeads;
+    this.q_proj = this.module('q_proj', new Linear(rt, W, W, { bias: false, seed: seed() }));
+    this.k_proj = this.module('k_proj', new Linear(rt, W, kvW, { bias: false, seed: seed() }));
+    this.v_proj = this.module('v_proj', new Linear(rt, W, kvW, { bias: false, seed: seed() }));
+    this.o_proj = this.module('o_proj', new Linear(rt, W, W, { bias: false, seed: seed() }));
+  }
+
+  /** x (B, T, W) → (B, T, W) and this layer's cache extended by the T new tokens. */
+  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null): { out: Tensor; cache: LayerCache } {
+    const c = this.c;
+    const offset = past ? past.k.shape[2]! : 0;
+    const ropeOpts = { layout: 'BHTD', offset, theta: c.ropeTheta } as const;
+    const q = rope(splitHeads(this.q_proj.forward(x), c.heads), ropeOpts);
+    let k = rope(splitHeads(this.k_proj.forward(x), c.kvHeads), ropeOpts);
+    let v = splitHeads(this.v_proj.forward(x), c.kvHeads);
+    if (past) {
+      k = concat([past.k, k], 2);
+      v = concat([past.v, v], 2);
+    }
+    const a = attention(q, k, v, { causal: true, qOffset: offset, ...(keyPadding ? { keyPadding } : {}) });
+    return { out: this.o_proj.forward(mergeHeads(a)), cache: { k, v } };
+  }
+}
+
+class LlamaMlp extends Module {
+  readonly gate_proj: Linear;
+  readonly up_proj: Linear;
+  readonly down_proj: Linear;
+  constructor(rt: Runtime, c: TextConfig, seed: () => number) {
+    super();
+    this.gate_proj = this.module('gate_proj', new Linear(rt, c.width, c.intermediate, { bias: false, seed: seed() }));
+    this.up_proj = this.module('up_proj', new Linear(rt, c.width, c.intermediate, { bias: false, seed: seed() }));
+    this.down_proj = this.module('down_proj', new Linear(rt, c.intermediate, c.width, { bias: false, seed: seed() }));
+  }
+  forward(x: Tensor): Tensor {
+    return this.down_proj.forward(mul(silu(this.gate_proj.forward(x)), this.up_proj.forward(x)));
+  }
+}
+
+export class DecoderBlock extends Module {
+  readonly self_attn: LlamaAttention;
+  readonly mlp: LlamaMlp;
+  readonly input_layernorm: RMSNorm;
+  readonly post_attention_layernorm: RMSNorm;
+  constructor(rt: Runtime, c: TextConfig, seed: () => number) {
+    super();
+    const eps = { eps: c.rmsNormEps };
+    this.self_attn = this.module('self_attn', new LlamaAttention(rt, c, seed));
+    this.mlp = this.module('mlp', new LlamaMlp(rt, c, seed));
+    this.input_layernorm = this.module('input_layernorm', new RMSNorm(rt, c.width, eps));
+    this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(rt, c.width, eps));
+  }
+  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null): { out: Tensor; cache: LayerCache } {
+    const a = this.self_attn.forward(this.input_layernorm.forward(x), past, keyPadding);
+    x = add(x, a.out);
+    x = add(x, this.mlp.forward(this.post_attention_layernorm.forward(x)));
+    return { out: x, cache: a.cache };
+  }
+}
+
+class LlamaModel extends Module {
+  readonly embed_tokens: Embedding;
+  readonly layers: ModuleList<DecoderBlock>;
+  readonly norm: RMSNorm;
+  constructor(rt: Runtime, c: TextConfig, seed: () => number) {
+    super();
+    this.embed_tokens = this.module('embed_tokens', new Embedding(rt, c.vocabSize, c.width, { seed: seed() }));
+    this.layers = this.module('layers', new ModuleList(Array.from({ length: c.layers }, () => new DecoderBlock(rt, c, seed))));
+    this.norm = this.module('norm', new RMSNorm(rt, c.width, { eps: c.rmsNormEps }));
+  }
+}
+
+/** `language_model`: Llama decoder + LM head. */
+export class LanguageModel extends Module {
+  readonly model: LlamaModel;
+  readonly lm_head: Linear | null;
+  constructor(rt: Runtime, readonly config: TextConfig, seed: number) {
+    super();
+    const s = seedStream(seed);
+    this.model = this.module('model', new LlamaModel(rt, config, s));
+    this.lm_head = config.tieEmbeddings ? null : this.module('lm_head', new Linear(rt, config.width, config.vocabSize, { bias: false, seed: s() }));
+  }
+
+  /** ids (…) i32 → embeddings (…, W). */
+  embed(ids: Tensor): Tensor {
+    return this.model.embed_tokens.forward(ids);
+  }
+
+  /**
+   * Embeddings (B, T, W) → final hidden states (B, T, W) after the last RMSNorm, and the cache
+   * extended by these T tokens.
+   */
+  decode(x: Tensor, o: DecoderOptions = {}): { hidden: Tensor; cache: LayerCache[] } {
+    const layers = this.model.layers;
+    const past = o.cache ?? null;
+    if (past && past.length !== layers.length) throw new Error(`LanguageModel.decode: cache has ${past.length} layers, model has ${layers.length}`);
+    const cache: LayerCache[] = [];
+    for (let i = 0; i < layers.length; i++) {
+      const r = layers.at(i).forward(x, past ? past[i]! : null, o.keyPadding ?? null);
+      x = r.out;
+      cache.push(r.cache);
+    }
+    return { hidden: this.model.norm.forward(x), cache };
+  }
+
+  /** Hidden states (…, W) → logits (…, V). */
+  head(hidden: Tensor): Tensor {
+    return this.lm_head ? this.lm_head.forward(hidden) : linear(hidden, this.model.embed_tokens.weight);
+  }
+}
