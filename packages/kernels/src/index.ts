@@ -5,6 +5,7 @@ export { Runtime, getRuntime, WANTED_FEATURES } from './runtime/runtime.js';
 export type { DeviceInfo, RuntimeOptions, RuntimeStats, BufferBinding, DispatchArgs, KeelFeature } from './runtime/runtime.js';
 export { GpuBuffer, bucketSize } from './runtime/buffer-pool.js';
 export type { PoolStats } from './runtime/buffer-pool.js';
+export type { KernelTime } from './runtime/profiler.js';
 export { defineKernel, grid1d, packUniforms, uniformBytes } from './runtime/kernel.js';
 export type { Kernel, KernelSpec, BindingSpec, UniformSpec, Workgroups, ScalarType, StorageAccess } from './runtime/kernel.js';
 export { KernelError, DeviceLostError, LimitError, NoAdapterError } from './runtime/errors.js';

@@ -210,4 +210,22 @@ describe('fill and indexSelect', () => {
     expect(Number.isNaN(got[10]!)).toBe(true);
     [bx, bi, buffer, bw, dx, bad, g2.buffer].forEach((b) => rt.release(b));
   });
+
+  it('scatter-adds long first-axis index lists (the sorted path) exactly like the scan', async () => {
+    const A = 90;
+    const C = 12;
+    const J = 300; // ≥ 64 on axis 0: the sort-based backward; repeats and out-of-range entries included
+    const idx = Int32Array.from({ length: J }, (_, j) => (j % 37 === 5 ? -3 : j % 41 === 7 ? A + 2 : (j * 7919) % A));
+    const w = randn(J * C, 10);
+    const want = new Float64Array(A * C);
+    for (let j = 0; j < J; j++) {
+      if (idx[j]! < 0 || idx[j]! >= A) continue;
+      for (let c = 0; c < C; c++) want[idx[j]! * C + c] += w[j * C + c]!;
+    }
+    const bi = rt.upload(idx);
+    const bw = rt.upload(w);
+    const dx = indexSelectBackward(rt, bw, [A, C], 0, bi, J);
+    expectAllClose(await rt.readF32(dx), want, { atol: 1e-5 });
+    [bi, bw, dx].forEach((b) => rt.release(b));
+  });
 });

@@ -15,6 +15,7 @@ import { BufferPool, GpuBuffer, type PoolStats } from './buffer-pool.js';
 import { describeDevice, requestDevice, type DeviceInfo, type DeviceRequest, type KeelFeature } from './device.js';
 import { DeviceLostError, KernelError, LimitError } from './errors.js';
 import { packUniforms, type Kernel } from './kernel.js';
+import { KernelProfiler, type KernelTime } from './profiler.js';
 
 export interface RuntimeOptions extends DeviceRequest {
   /** Submit after this many recorded dispatches even without a readback. Default 256. */
@@ -62,6 +63,7 @@ export class Runtime {
   private readonly maxBatch: number;
   private dispatchCount = 0;
   private submitCount = 0;
+  private profiler: KernelProfiler | null = null;
 
   private constructor(
     readonly device: GPUDevice,
@@ -252,7 +254,9 @@ export class Runtime {
         if (err) this.failure ??= new KernelError(kernel.name, err.message);
       }),
     );
-    const pass = this.openEncoder().beginComputePass({ label: kernel.name });
+    if (this.profiler?.full) this.flush();
+    const timestampWrites = this.profiler?.passWrites(kernel.name);
+    const pass = this.openEncoder().beginComputePass({ label: kernel.name, ...(timestampWrites ? { timestampWrites } : {}) });
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
@@ -274,8 +278,10 @@ export class Runtime {
     this.encoder = null;
     this.batchKernels = [];
     this.transient = [];
+    const collectTimes = this.profiler?.resolve(encoder) ?? null;
     this.device.pushErrorScope('validation');
     this.device.queue.submit([encoder.finish()]);
+    collectTimes?.();
     const scope = this.device.popErrorScope();
     this.pendingChecks.push(
       scope.then((err) => {
@@ -346,6 +352,30 @@ export class Runtime {
     this.failure = null;
     this.uncaptured = null;
     if (f) throw f;
+  }
+
+  /**
+   * Starts timing every dispatch on the GPU (needs 'timestamp-query'); `stopProfile()` returns the
+   * time per kernel. Profiling adds a resolve and a readback per submit: do not time it.
+   */
+  startProfile(): void {
+    if (!this.has('timestamp-query')) throw new Error(`startProfile: the device has no 'timestamp-query' feature (features: ${[...this.features].join(', ')})`);
+    if (this.profiler) throw new Error('startProfile: a profile is already running');
+    this.flush();
+    this.profiler = new KernelProfiler(this.device);
+  }
+
+  /** Ends the profile started by `startProfile()`: GPU time per kernel, slowest first. */
+  async stopProfile(): Promise<KernelTime[]> {
+    const p = this.profiler;
+    if (!p) throw new Error('stopProfile: no profile is running (call startProfile() first)');
+    this.flush();
+    this.profiler = null;
+    try {
+      return await p.report();
+    } finally {
+      p.destroy();
+    }
   }
 
   stats(): RuntimeStats {
