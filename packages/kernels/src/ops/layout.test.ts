@@ -220,7 +220,7 @@ describe('fill and indexSelect', () => {
     const want = new Float64Array(A * C);
     for (let j = 0; j < J; j++) {
       if (idx[j]! < 0 || idx[j]! >= A) continue;
-      for (let c = 0; c < C; c++) want[idx[j]! * C + c] += w[j * C + c]!;
+      for (let c = 0; c < C; c++) want[idx[j]! * C + c]! += w[j * C + c]!;
     }
     const bi = rt.upload(idx);
     const bw = rt.upload(w);

@@ -17,7 +17,7 @@ export function fnv1a(text: string): number {
   return h >>> 0;
 }
 
-/** A 32-bit seed from any list of parts; parts are joined with a separator no part can contain. */
+/** A 32-bit seed from a list of parts, joined with U+0001 (which the callers' names never contain). */
 export function streamSeed(...parts: readonly (string | number)[]): number {
   for (const p of parts) {
     if (typeof p === 'number' && !Number.isInteger(p)) throw new Error(`streamSeed: numeric parts must be integers, got ${p}`);

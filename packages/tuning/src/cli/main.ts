@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerInfo } from './info.js';
+import { registerPretrain } from './pretrain.js';
 import { registerSmoke } from './smoke.js';
 
 export function buildProgram(): Command {
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerInfo(program);
   registerSmoke(program);
+  registerPretrain(program);
   return program;
 }
 

@@ -1,6 +1,7 @@
 /** `keel smoke`: one real GPU computation checked against the CPU, with its bandwidth. */
 import { axpy, getRuntime } from '@keel/kernels';
-import { InvalidArgumentError, type Command } from 'commander';
+import { type Command } from 'commander';
+import { positiveInt } from './args.js';
 
 export async function runSmoke(n: number): Promise<{ n: number; maxError: number; ms: number; gbps: number }> {
   const rt = await getRuntime();
@@ -30,7 +31,7 @@ export function registerSmoke(program: Command): void {
   program
     .command('smoke')
     .description('run a small GPU computation (y = 2x + y) and check it against the CPU')
-    .option('--n <count>', 'elements', positiveInt, 1 << 22)
+    .option('--n <count>', 'elements', (v) => positiveInt(v), 1 << 22)
     .option('--json', 'print the result as JSON')
     .action(async (opts: { n: number; json?: boolean }) => {
       const r = await runSmoke(opts.n);
@@ -43,10 +44,4 @@ export function registerSmoke(program: Command): void {
       }
       if (r.maxError > 1e-5) throw new Error(`smoke: GPU result differs from the CPU by ${r.maxError}`);
     });
-}
-
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${v}'`);
-  return n;
 }

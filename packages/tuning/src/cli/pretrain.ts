@@ -1,0 +1,69 @@
+/**
+ * `keel pretrain`: trains the base model on the general suite and writes the checkpoint directory
+ * (config.json, model.safetensors, tokenizer.json, metrics.json and a README model card).
+ */
+import { getRuntime } from '@keel/kernels';
+import { DOWNSTREAM_TASKS, GENERAL_TASKS, modelCard, pretrain, saveModel, type PretrainProgress } from '@keel/mllm';
+import { type Command } from 'commander';
+import { positiveInt, positiveNumber } from './args.js';
+
+interface PretrainFlags {
+  out: string;
+  steps: number;
+  batch: number;
+  lr: number;
+  seed: number;
+  eval: number;
+  json?: boolean;
+}
+
+function formatProgress(p: PretrainProgress): string {
+  const eta = p.step > 0 ? (p.elapsedSec / p.step) * (p.steps - p.step) : 0;
+  return `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${p.samplesPerSec.toFixed(1)} samples/s  elapsed ${(p.elapsedSec / 60).toFixed(1)} min  eta ${(eta / 60).toFixed(1)} min`;
+}
+
+export function registerPretrain(program: Command): void {
+  program
+    .command('pretrain')
+    .description('pre-train the base model on the general suite (captioning, VQA, text) and save it')
+    .option('--out <dir>', 'output directory', 'keel-base')
+    .option('--steps <n>', 'optimizer steps', (v) => positiveInt(v), 3000)
+    .option('--batch <n>', 'examples per step', (v) => positiveInt(v), 32)
+    .option('--lr <x>', 'peak learning rate', positiveNumber, 2e-3)
+    .option('--seed <n>', 'seed of data, init and batch order', (v) => positiveInt(v, true), 0)
+    .option('--eval <n>', 'held-out examples scored per task', (v) => positiveInt(v), 300)
+    .option('--json', 'machine-readable output: JSON progress lines and a final JSON result')
+    .action(async (f: PretrainFlags) => {
+      const rt = await getRuntime();
+      const log = (s: string) => process.stderr.write(`${s}\n`);
+      const command = `keel pretrain --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}`;
+      try {
+        const r = await pretrain(rt, {
+          steps: f.steps,
+          batchSize: f.batch,
+          lr: f.lr,
+          seed: f.seed,
+          evalCount: f.eval,
+          onProgress: (p) => (f.json ? console.log(JSON.stringify({ event: 'progress', ...p })) : log(formatProgress(p))),
+        });
+        const metrics = {
+          steps: f.steps,
+          batchSize: f.batch,
+          seconds: r.seconds,
+          samplesPerSec: r.samplesPerSec,
+          parameters: r.model.numParameters(),
+          scores: r.scores,
+          lossCurve: r.lossCurve,
+        };
+        const card = modelCard(r, { command, device: `${rt.info.adapter.description || rt.info.adapter.architecture} (${rt.info.adapter.vendor})`, date: new Date().toISOString().slice(0, 10) }, GENERAL_TASKS, DOWNSTREAM_TASKS);
+        await saveModel(f.out, r.model, r.tokenizer, { 'metrics.json': metrics, 'README.md': card });
+        if (f.json) console.log(JSON.stringify({ event: 'done', out: f.out, ...metrics }));
+        else {
+          log(`saved to ${f.out}`);
+          for (const [task, acc] of Object.entries(r.scores)) log(`  ${task.padEnd(10)} ${(100 * acc).toFixed(1)} %`);
+        }
+      } finally {
+        rt.destroy();
+      }
+    });
+}
