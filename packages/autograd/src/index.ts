@@ -28,7 +28,7 @@ export type { RuleTable } from './ops/registry.js';
 export { Module, Parameter, globToRegExp, matchesName } from './module.js';
 export type { NamePattern, LoadStateDictOptions, LoadStateDictResult, StateDictValue, StateDictInput } from './module.js';
 export { Linear, Embedding, LayerNorm, RMSNorm, ModuleList, Activation, Sequential, UnaryModule, mlp } from './layers.js';
-export type { LinearOptions, ActivationName, MlpOptions } from './layers.js';
+export type { LinearOptions, LinearHook, ActivationName, MlpOptions } from './layers.js';
 export { Optimizer, groupParameters } from './optim/optimizer.js';
 export type { ParamGroup, ParamsInput, OptimizerOptions, Group, OptimizerState, GroupRule } from './optim/optimizer.js';
 export { SGD } from './optim/sgd.js';

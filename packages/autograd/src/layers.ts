@@ -57,14 +57,37 @@ export class Linear extends UnaryModule {
     this.bias = (options.bias ?? true) ? this.param('bias', rand(rt, [outFeatures], (seed ^ 0x6a09e667) >>> 0, { low: -bound, high: bound })) : null;
   }
 
+  /**
+   * Extension points for tuning methods (LoRA, DoRA, (IA)³, adapters …), applied in order:
+   * x ← input(x); W ← weight(W); y = x·Wᵀ + b; y ← output(x, y). A hook that only transforms the
+   * weight makes the merged layer (W replaced by weight(W)) compute exactly the same function.
+   */
+  readonly hooks: LinearHook[] = [];
+
+  /** The weight the forward uses: `weight` after every hook's weight transform. */
+  effectiveWeight(): Tensor {
+    return this.hooks.reduce<Tensor>((w, h) => (h.weight ? h.weight(w) : w), this.weight);
+  }
+
   /** x (B…, I) → (B…, O). */
   forward(x: Tensor): Tensor {
     if (x.rank < 2 || x.shape[x.rank - 1] !== this.inFeatures) {
       throw new Error(`Linear.forward: expected input (…, ${this.inFeatures}) of rank ≥ 2, got [${x.shape}] (weight [${this.weight.shape}])`);
     }
-    // one fused kernel: x·Wᵀ with the bias added in the matmul epilogue
-    return linear(x, this.weight, this.bias);
+    if (this.hooks.length === 0) return linear(x, this.weight, this.bias); // x·Wᵀ with the bias in the matmul epilogue
+    const input = this.hooks.reduce((h, k) => (k.input ? k.input(h) : h), x);
+    const y = linear(input, this.effectiveWeight(), this.bias);
+    return this.hooks.reduce((out, k) => (k.output ? k.output(input, out) : out), y);
   }
+}
+
+/** A transform of a Linear's input, weight or output (see Linear.hooks). */
+export interface LinearHook {
+  /** Who installed it (for messages and removal). */
+  readonly owner: string;
+  input?(x: Tensor): Tensor;
+  weight?(w: Tensor): Tensor;
+  output?(x: Tensor, y: Tensor): Tensor;
 }
 
 export type ActivationName = 'relu' | 'gelu' | 'gelu_erf' | 'tanh' | 'silu' | 'sigmoid';

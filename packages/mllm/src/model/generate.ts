@@ -8,7 +8,7 @@
  * Dimension legend: B rows, T0 prompt length (padded), L tokens so far, V vocabulary.
  * Non-goals: beam search, repetition penalties, speculative decoding.
  */
-import { keep, narrow, noGrad, seededRandom, tensor, tidy, type Tensor } from '@keel/autograd';
+import { keep, narrow, noGrad, seededRandom, tidy, type Tensor } from '@keel/autograd';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { collatePrompts, type Example } from './collate.js';
 import type { LayerCache } from './language.js';
@@ -101,8 +101,7 @@ export async function generate(
   const step = (ids: Int32Array, T: number, withImages: boolean): Tensor =>
     noGrad(() =>
       tidy(() => {
-        const keyPadding = tensor(rt, flags, [B, L], { dtype: 'i32' });
-        const r = model.forward({ ids, batch: B, length: T, images: withImages ? input.images ?? null : null }, { cache, keyPadding });
+        const r = model.forward({ ids, batch: B, length: T, images: withImages ? input.images ?? null : null }, { cache, keyFlags: flags });
         if (o.useCache) {
           for (const c of r.cache) {
             keep(c.k);

@@ -21,10 +21,14 @@ import {
   add,
   attention,
   concat,
+  expand,
+  indexSelect,
   linear,
   mul,
+  reshape,
   rope,
   silu,
+  tensor,
   type Tensor,
 } from '@keel/autograd';
 import type { TextConfig } from '../config.js';
@@ -40,11 +44,13 @@ export interface LayerCache {
 export interface DecoderOptions {
   /** Cached keys/values per layer (length = layers) from earlier steps; null for a fresh sequence. */
   cache?: readonly LayerCache[] | null;
-  /** (B, L + T) flags, 1 = real token, 0 = padding; keys at 0 are never attended. */
+  /** (B, keys) flags, 1 = real token, 0 = padding; keys at 0 are never attended. */
   keyPadding?: Tensor | null;
+  /** Left-padding tokens per row (rotation of prefix keys; see LlamaAttention.prefix). */
+  leadPads?: readonly number[] | null;
 }
 
-class LlamaAttention extends Module {
+export class LlamaAttention extends Module {
   readonly q_proj: Linear;
   readonly k_proj: Linear;
   readonly v_proj: Linear;
@@ -59,20 +65,48 @@ class LlamaAttention extends Module {
     this.o_proj = this.module('o_proj', new Linear(rt, W, W, { bias: false, seed: seed() }));
   }
 
+  /**
+   * Tuning extension point (prefix tuning): learned keys and values (Hkv, n, D) placed before every
+   * sequence's own and visible to all its queries, as HF PEFT's past_key_values: the prefix takes
+   * positions 0..n−1 (unrotated keys) and the text starts at position n. A row with p left-padding
+   * tokens has its text rotated from n + p, so its prefix keys are rotated by p to keep every
+   * query–prefix angle as in the unpadded row. They enter the cache at the first step.
+   */
+  prefix: { k: Tensor; v: Tensor } | null = null;
+
   /** x (B, T, W) → (B, T, W) and this layer's cache extended by the T new tokens. */
-  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null): { out: Tensor; cache: LayerCache } {
+  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null, leadPads: readonly number[] | null): { out: Tensor; cache: LayerCache } {
     const c = this.c;
-    const offset = past ? past.k.shape[2]! : 0;
-    const ropeOpts = { layout: 'BHTD', offset, theta: c.ropeTheta } as const;
+    const B = x.shape[0]!;
+    const nPrefix = this.prefix ? this.prefix.k.shape[1]! : 0;
+    const keysBefore = past ? past.k.shape[2]! : nPrefix; // absolute key index (= position) of this step's first token
+    const ropeOpts = { layout: 'BHTD', offset: keysBefore, theta: c.ropeTheta } as const;
     const q = rope(splitHeads(this.q_proj.forward(x), c.heads), ropeOpts);
     let k = rope(splitHeads(this.k_proj.forward(x), c.kvHeads), ropeOpts);
     let v = splitHeads(this.v_proj.forward(x), c.kvHeads);
     if (past) {
       k = concat([past.k, k], 2);
       v = concat([past.v, v], 2);
+    } else if (this.prefix) {
+      k = concat([this.prefixKeys(B, leadPads), k], 2);
+      v = concat([expand(reshape(this.prefix.v, [1, ...this.prefix.v.shape]), [B, ...this.prefix.v.shape]), v], 2);
     }
-    const a = attention(q, k, v, { causal: true, qOffset: offset, ...(keyPadding ? { keyPadding } : {}) });
+    const a = attention(q, k, v, { causal: true, qOffset: keysBefore, ...(keyPadding ? { keyPadding } : {}) });
     return { out: this.o_proj.forward(mergeHeads(a)), cache: { k, v } };
+  }
+
+  /** Prefix keys (B, Hkv, n, D), row b rotated by its left padding (one rope per distinct padding). */
+  private prefixKeys(B: number, leadPads: readonly number[] | null): Tensor {
+    const pk = this.prefix!.k;
+    const one = reshape(pk, [1, ...pk.shape]);
+    const pads = leadPads ?? new Array<number>(B).fill(0);
+    const distinct = [...new Set(pads)];
+    if (distinct.length === 1 && distinct[0] === 0) return expand(one, [B, ...pk.shape]);
+    // every key of the prefix turns by the same angle p: view it as one token with Hkv·n heads
+    const [Hkv, n, D] = pk.shape as [number, number, number];
+    const turn = (p: number) => reshape(rope(reshape(pk, [1, 1, Hkv * n, D]), { layout: 'BTHD', offset: p, theta: this.c.ropeTheta }), [1, Hkv, n, D]);
+    const rotated = concat(distinct.map(turn), 0);
+    return indexSelect(rotated, 0, tensor(pk.rt, Int32Array.from(pads, (p) => distinct.indexOf(p)), [B], { dtype: 'i32' }));
   }
 }
 
@@ -104,8 +138,8 @@ export class DecoderBlock extends Module {
     this.input_layernorm = this.module('input_layernorm', new RMSNorm(rt, c.width, eps));
     this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(rt, c.width, eps));
   }
-  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null): { out: Tensor; cache: LayerCache } {
-    const a = this.self_attn.forward(this.input_layernorm.forward(x), past, keyPadding);
+  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null, leadPads: readonly number[] | null): { out: Tensor; cache: LayerCache } {
+    const a = this.self_attn.forward(this.input_layernorm.forward(x), past, keyPadding, leadPads);
     x = add(x, a.out);
     x = add(x, this.mlp.forward(this.post_attention_layernorm.forward(x)));
     return { out: x, cache: a.cache };
@@ -150,11 +184,18 @@ export class LanguageModel extends Module {
     if (past && past.length !== layers.length) throw new Error(`LanguageModel.decode: cache has ${past.length} layers, model has ${layers.length}`);
     const cache: LayerCache[] = [];
     for (let i = 0; i < layers.length; i++) {
-      const r = layers.at(i).forward(x, past ? past[i]! : null, o.keyPadding ?? null);
+      const r = layers.at(i).forward(x, past ? past[i]! : null, o.keyPadding ?? null, o.leadPads ?? null);
       x = r.out;
       cache.push(r.cache);
     }
     return { hidden: this.model.norm.forward(x), cache };
+  }
+
+  /** Prefix keys per layer (prefix tuning; 0 without). All layers carry the same count. */
+  prefixLength(): number {
+    const n = this.model.layers.items.map((l) => (l.self_attn.prefix ? l.self_attn.prefix.k.shape[1]! : 0));
+    if (n.some((x) => x !== n[0])) throw new Error(`LanguageModel: layers carry different prefix lengths (${n.join(', ')})`);
+    return n[0] ?? 0;
   }
 
   /** Hidden states (…, W) → logits (…, V). */

@@ -4,7 +4,7 @@
  * label layout of collate, and generation: cached = uncached greedy tokens, seeded sampling, stops.
  */
 import { Runtime } from '@keel/kernels';
-import { crossEntropy, gradcheck, noGrad, tensor, tidy, type Parameter } from '@keel/autograd';
+import { crossEntropy, gradcheck, noGrad, randn, tensor, tidy, type Parameter } from '@keel/autograd';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig, type MllmConfig, type MllmConfigInput } from '../config.js';
 import { WordTokenizer } from '../tokenizer/word.js';
@@ -85,7 +85,7 @@ describe('MultimodalModel forward', () => {
     const { batch: B, length: T, ids } = input;
     expect(keyFlags.subarray(T, T + 2)).toEqual(Int32Array.from([0, 0])); // row 1 is shorter: left padding
     const logits = (await noGrad(() =>
-      tidy(() => model.forward(input, { keyPadding: tensor(rt, keyFlags, [B, T], { dtype: 'i32' }) }).logits),
+      tidy(() => model.forward(input, { keyFlags }).logits),
     ).toArray()) as Float32Array;
     const w = await weightsOf(model);
     const V = cfg.text.vocabSize;
@@ -178,6 +178,45 @@ describe('generate', () => {
     // a row generated alone gives the same tokens as inside the padded batch
     const alone = await generate(model, tok, [prompts[1]!], { ...stop, useCache: true });
     expect(alone[0]!.ids).toEqual(cached[1]!.ids);
+    model.dispose();
+  });
+
+  it('keeps cached = uncached and batch = alone with a soft prompt and per-layer KV prefixes (tuning hooks)', async () => {
+    const model = new MultimodalModel(rt, small, { seed: 13 });
+    const cfg = model.config;
+    const D = cfg.text.width / cfg.text.heads;
+    model.softPrompt = randn(rt, [3, cfg.text.width], 31);
+    model.language_model.model.layers.items.forEach((layer, i) => {
+      layer.self_attn.prefix = { k: randn(rt, [cfg.text.kvHeads, 2, D], 40 + i), v: randn(rt, [cfg.text.kvHeads, 2, D], 50 + i) };
+    });
+    const prompts = [
+      { image: image(cfg, 7), prompt: 'what color is the circle ?' },
+      { image: null, prompt: 'a' },
+    ];
+    const o = { stopTokens: [] as number[], maxNewTokens: 6 };
+    const cached = await generate(model, tok, prompts, { ...o, useCache: true });
+    const uncached = await generate(model, tok, prompts, { ...o, useCache: false });
+    expect(cached.map((g) => g.ids)).toEqual(uncached.map((g) => g.ids));
+    const alone = await generate(model, tok, [prompts[1]!], o);
+    expect(alone[0]!.ids).toEqual(cached[1]!.ids);
+    // logits, not just argmaxes: the left-padded row equals the row alone (soft tokens sit after the padding)
+    const V = cfg.text.vocabSize;
+    const lastLogits = async (ps: typeof prompts) => {
+      const { input, keyFlags } = collatePrompts(ps, tok, cfg);
+      const l = (await noGrad(() => tidy(() => model.forward(input, { keyFlags }).logits)).toArray()) as Float32Array;
+      return Array.from({ length: input.batch }, (_, b) => l.subarray(((b + 1) * input.length - 1) * V, (b + 1) * input.length * V));
+    };
+    const [, padded] = await lastLogits(prompts);
+    const [single] = await lastLogits([prompts[1]!]);
+    expectClose(padded!, single!, 1e-5, 'padded row vs alone');
+    // the hooks change the output shape of nothing and the values of everything
+    const batch = collate([{ image: null, prompt: 'a red', answer: 'circle' }], tok, cfg);
+    const withHooks = (await noGrad(() => tidy(() => model.forward(batch.input).logits)).toArray()) as Float32Array;
+    model.softPrompt = null;
+    model.language_model.model.layers.items.forEach((layer) => (layer.self_attn.prefix = null));
+    const without = (await noGrad(() => tidy(() => model.forward(batch.input).logits)).toArray()) as Float32Array;
+    expect(withHooks.length).toBe(without.length);
+    expect(withHooks).not.toEqual(without);
     model.dispose();
   });
 

@@ -46,8 +46,11 @@ export interface ModelInput {
 export interface ForwardOptions {
   /** KV cache from the previous decoding step (null: positions start at 0). */
   cache?: readonly LayerCache[] | null;
-  /** (B, L + T) key flags, 1 = real, 0 = padding. */
-  keyPadding?: Tensor | null;
+  /**
+   * (B, L) flags for every token the caller has fed so far, this step's included: 1 = real,
+   * 0 = padding (left padding for generation). Padded keys are never attended. Null: all real.
+   */
+  keyFlags?: Int32Array | null;
 }
 
 export interface ForwardResult {
@@ -74,6 +77,13 @@ export class MultimodalModel extends Module {
     this.language_model = this.module('language_model', new LanguageModel(rt, this.config.text, (seed ^ 0x7f4a7c15) >>> 0));
   }
 
+  /**
+   * Tuning extension point (prompt tuning): learned embeddings (n, W) placed before each row's
+   * first real token at the first step. They take n positions and n cache entries; their logits are
+   * dropped, so the output lines up with the input tokens.
+   */
+  softPrompt: Tensor | null = null;
+
   /** Image tokens per image (P). */
   get imageTokens(): number {
     return imageTokenCount(this.config);
@@ -84,8 +94,12 @@ export class MultimodalModel extends Module {
     return this.multi_modal_projector.forward(this.vision_tower.forward(patchTensor(this.rt, images, count, this.config)));
   }
 
-  /** Token embeddings with image features spliced in: (B, T, W). */
-  embedInputs(input: ModelInput): Tensor {
+  /**
+   * Token embeddings with image features spliced in: (B, T, W); with `soft` (n, W) learned
+   * embeddings also placed right before each row's first real token (after its left padding):
+   * (B, n + T, W).
+   */
+  embedInputs(input: ModelInput, soft: { embeddings: Tensor; leadPads: readonly number[] } | null = null): Tensor {
     const { ids, batch: B, length: T } = input;
     if (ids.length !== B * T) throw new Error(`MultimodalModel: ids has ${ids.length} values, expected batch ${B} × length ${T}`);
     const V = this.config.text.vocabSize;
@@ -102,24 +116,77 @@ export class MultimodalModel extends Module {
     if (!Number.isInteger(given) || given !== rows.length) {
       throw new Error(`MultimodalModel: ${rows.length} rows hold image tokens but ${input.images ? `${input.images.length} image values (${given} images of ${S.channels}×${S.imageSize}×${S.imageSize})` : 'no images'} were given`);
     }
-    if (rows.length === 0) return text;
-    const img = this.encodeImages(input.images!, rows.length); // (Bi, P, W)
-    // gather rows of [text tokens; image tokens] into sequence order: one indexSelect, whose
-    // backward scatters each token's gradient back to its source
+    if (rows.length === 0 && !soft) return text;
+    // gather rows of [text tokens; image tokens; soft tokens] into sequence order: one indexSelect,
+    // whose backward scatters each token's gradient back to its source
     const P = this.imageTokens;
-    const index = new Int32Array(B * T);
-    for (let i = 0; i < B * T; i++) index[i] = i;
+    const n = soft ? soft.embeddings.shape[0]! : 0;
+    const Tout = T + n;
+    const source = new Int32Array(B * T); // row-major (B, T): where each input token comes from
+    for (let i = 0; i < B * T; i++) source[i] = i;
     rows.forEach(({ row, start }, r) => {
-      for (let j = 0; j < P; j++) index[row * T + start + j] = B * T + r * P + j;
+      for (let j = 0; j < P; j++) source[row * T + start + j] = B * T + r * P + j;
     });
-    const table = concat([reshape(text, [B * T, W]), reshape(img, [rows.length * P, W])], 0);
-    return reshape(indexSelect(table, 0, tensor(this.rt, index, [B * T], { dtype: 'i32' })), [B, T, W]);
+    const softBase = B * T + rows.length * P;
+    const index = new Int32Array(B * Tout);
+    for (let b = 0; b < B; b++) {
+      const lead = soft ? soft.leadPads[b]! : 0;
+      for (let t = 0; t < Tout; t++) {
+        index[b * Tout + t] = t < lead ? source[b * T + t]! : t < lead + n ? softBase + t - lead : source[b * T + t - n]!;
+      }
+    }
+    const parts = [reshape(text, [B * T, W])];
+    if (rows.length > 0) parts.push(reshape(this.encodeImages(input.images!, rows.length), [rows.length * P, W]));
+    if (soft) parts.push(soft.embeddings);
+    return reshape(indexSelect(concat(parts, 0), 0, tensor(this.rt, index, [B * Tout], { dtype: 'i32' })), [B, Tout, W]);
   }
 
   forward(input: ModelInput, o: ForwardOptions = {}): ForwardResult {
-    const x = this.embedInputs(input);
-    const { hidden, cache } = this.language_model.decode(x, o);
-    return { logits: this.language_model.head(hidden), cache };
+    const B = input.batch;
+    const T = input.length;
+    const first = !o.cache;
+    const flags = o.keyFlags ?? null;
+    const L = flags ? flags.length / B : 0;
+    if (flags && (!Number.isInteger(L) || L < T)) throw new Error(`MultimodalModel: keyFlags has ${flags.length} values; expected batch ${B} × (tokens so far ≥ ${T})`);
+    // left padding of each row (leading zero flags): soft-prompt tokens go right after it
+    const leadPads = Array.from({ length: B }, (_, b) => {
+      let p = 0;
+      while (flags && p < L && flags[b * L + p] === 0) p++;
+      return p;
+    });
+    const soft = this.softPrompt && first ? { embeddings: this.softPrompt, leadPads } : null;
+    const x = this.embedInputs(input, soft);
+    const nSoft = this.softPrompt ? this.softPrompt.shape[0]! : 0;
+    const keyPadding = flags ? this.layerKeyFlags(flags, B, L, leadPads, nSoft) : null;
+    const r = this.language_model.decode(x, { cache: o.cache ?? null, keyPadding, leadPads });
+    // drop the soft tokens' positions: logits line up with the caller's tokens
+    let hidden = r.hidden;
+    if (soft) {
+      const keepIdx = new Int32Array(B * T);
+      for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) keepIdx[b * T + t] = b * (T + nSoft) + (t < leadPads[b]! ? t : t + nSoft);
+      const W = this.config.text.width;
+      hidden = reshape(indexSelect(reshape(hidden, [B * (T + nSoft), W]), 0, tensor(this.rt, keepIdx, [B * T], { dtype: 'i32' })), [B, T, W]);
+    }
+    return { logits: this.language_model.head(hidden), cache: r.cache };
+  }
+
+  /**
+   * Key flags as the layers see them: prefix keys first (always attended), then per row the
+   * caller's flags with nSoft ones inserted after the row's left padding.
+   */
+  private layerKeyFlags(flags: Int32Array, B: number, L: number, leadPads: readonly number[], nSoft: number): Tensor {
+    const nPrefix = this.language_model.prefixLength();
+    const width = nPrefix + nSoft + L;
+    const out = new Int32Array(B * width);
+    for (let b = 0; b < B; b++) {
+      const row = out.subarray(b * width, (b + 1) * width);
+      row.fill(1, 0, nPrefix);
+      const src = flags.subarray(b * L, (b + 1) * L);
+      row.set(src.subarray(0, leadPads[b]), nPrefix);
+      row.fill(1, nPrefix + leadPads[b]!, nPrefix + leadPads[b]! + nSoft);
+      row.set(src.subarray(leadPads[b]), nPrefix + leadPads[b]! + nSoft);
+    }
+    return tensor(this.rt, out, [B, width], { dtype: 'i32' });
   }
 }
 

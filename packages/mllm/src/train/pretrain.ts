@@ -73,7 +73,7 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
     steps: options.steps ?? 3000,
     batchSize: options.batchSize ?? 32,
     lr: options.lr ?? 2e-3,
-    warmup: options.warmup ?? 100,
+    warmup: Math.min(options.warmup ?? 100, Math.max(0, (options.steps ?? 3000) - 1)),
     pool: options.pool ?? 12000,
     evalCount: options.evalCount ?? 300,
     progressEvery: options.progressEvery ?? 50,
