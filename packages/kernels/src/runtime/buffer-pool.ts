@@ -28,6 +28,8 @@ export interface PoolStats {
   liveBuffers: number;
   /** Bytes of capacity held by live buffers. */
   liveBytes: number;
+  /** Highest liveBytes since creation or the last resetPeak(). */
+  peakLiveBytes: number;
   /** Buffers kept for reuse (free or waiting for a submit). */
   pooledBuffers: number;
   pooledBytes: number;
@@ -52,6 +54,7 @@ export class BufferPool {
   private deferred: GpuBuffer[] = [];
   private live = 0;
   private liveCap = 0;
+  private peakCap = 0;
   private pooled = 0;
   private pooledCap = 0;
   private created = 0;
@@ -80,6 +83,7 @@ export class BufferPool {
     }
     this.live++;
     this.liveCap += cap;
+    if (this.liveCap > this.peakCap) this.peakCap = this.liveCap;
     return new GpuBuffer(buffer, bytes, cap, this.usage);
   }
 
@@ -114,10 +118,16 @@ export class BufferPool {
     this.free.clear();
   }
 
+  /** Starts a new peak measurement from the current live bytes. */
+  resetPeak(): void {
+    this.peakCap = this.liveCap;
+  }
+
   stats(): PoolStats {
     return {
       liveBuffers: this.live,
       liveBytes: this.liveCap,
+      peakLiveBytes: this.peakCap,
       pooledBuffers: this.pooled,
       pooledBytes: this.pooledCap,
       created: this.created,

@@ -146,6 +146,22 @@ describe('Runtime', () => {
     expect(rt.stats().liveBytes).toBe(start.liveBytes);
     expect(() => rt.release(again[0]!)).toThrow(/released twice/);
   });
+
+  it('tracks the peak of live bytes until resetPeak()', () => {
+    rt.resetPeak();
+    const base = rt.stats().liveBytes;
+    expect(rt.stats().peakLiveBytes).toBe(base);
+    const a = rt.createBuffer(1 << 20);
+    const b = rt.createBuffer(1 << 20);
+    const high = rt.stats().liveBytes;
+    rt.release(a);
+    rt.release(b);
+    expect(rt.stats().liveBytes).toBe(base);
+    expect(rt.stats().peakLiveBytes).toBe(high);
+    expect(high - base).toBeGreaterThanOrEqual(2 << 20);
+    rt.resetPeak();
+    expect(rt.stats().peakLiveBytes).toBe(base);
+  });
 });
 
 describe('device loss', () => {

@@ -387,6 +387,11 @@ export class Runtime {
     };
   }
 
+  /** Starts a new measurement of peak live storage bytes (stats().peakLiveBytes). */
+  resetPeak(): void {
+    this.storage.resetPeak();
+  }
+
   /** Frees pooled (not live) buffers. */
   trim(): void {
     this.storage.trim();
