@@ -1,39 +1,50 @@
 /**
- * matmul benchmarks: the library kernel (`matmul_1024`, `matmul_1024_transB`) against TF.js
- * tf.matMul, plus numbered design variants on the same 1024³ problem so the library's choice is
+ * matmul benchmarks: the library matmul (`matmul_1024`, `matmul_1024_transB`, path 'auto') against
+ * TF.js tf.matMul, plus numbered design variants on the same 1024³ problem so the library's choice is
  * justified by numbers measured on this device:
  *   v1_naive            one output per invocation, scalar loads
  *   v2_shared16         classic 16×16 workgroup-memory tiles, one output per invocation (2 barriers per K-tile)
  *   v3_shared64_reg4x4  64×64 workgroup tiles, K-tile 16, 4×4 register block per invocation (the real-GPU design)
- *   v4.. v9             the library kernel (no workgroup memory) with other register/workgroup tilings;
- *                       v9's 64×1 workgroups make the A-row loads workgroup-uniform
+ *   v4.. v9             the tiled library kernel (no workgroup memory) with other register/workgroup tilings;
+ *                       v9's 64×1 workgroups make the A-row loads workgroup-uniform (the 'tiled' path's default)
  *   v10_lanes8x2        8 rows × 2 columns per invocation, columns strided by the workgroup width so
  *                       neighbouring lanes read neighbouring B addresses (scalar loads), A as uniform vec4s
- *   v11_sgA_reg8x4      the library's 8×4 vec4 tiling, but A is read once per 8 k by the 8 lanes of a
+ *   v11_sgA_reg8x4      the tiled 8×4 vec4 tiling, but A is read once per 8 k by the 8 lanes of a
  *                       subgroup (one element each) and handed out with subgroupBroadcast
  *   v12_sgA_packedB8x2  8 rows × 2 lane-strided columns, A as in v11 but the 8 k-steps as a small loop
  *                       (subgroupShuffle), B pre-packed (on the CPU, outside the timing) into 16-column
  *                       panels [N/16][K][16] so the K walk is sequential
- * `matmul_1024` runs the library default (MATMUL_DEFAULT_TILE, the same tiling as v9, which won on
- * lavapipe; v6 is the runner-up). v1–v3 and v10–v12 are bench-only kernels for 1024³ (v11/v12 need
- * the 'subgroups' feature, subgroup size ≥ 8). Every case is validated on a sample of output entries
- * against a float64 CPU dot product.
+ *   v13..v16            the library's subgroup kernel (ops/matmul-subgroup.ts) with TM rows per
+ *                       workgroup and WG lanes: each lane owns TM rows × one vec4 of columns, B is one
+ *                       vec4 load per lane and k, A one scalar load per lane per 8 k + subgroupBroadcast
+ *                       from a constant lane. v14 (TM 10, 16 lanes) is what `matmul_1024` runs.
+ * `matmul_1024_tiled_transB` is the tiled kernel on transB, against which the library's transB path
+ * (a transpose pack of B, counted in its time, then the subgroup kernel) is compared. v1–v3 and
+ * v10–v12 are bench-only kernels for 1024³ (v11–v16 need the 'subgroups' feature, subgroup size
+ * ≥ 8). Every case is validated on a sample of output entries against a float64 CPU dot product.
  *
  * What the numbers say about lavapipe (Mesa 25.0, LLVM 15; disassembly of the JIT code taken with
  * perf + gdb): a storage-buffer load whose address differs per lane is emitted as a per-lane scalar
- * loop (extract offset, bounds-check branch, scalar load, blend: ~6–8 instructions per element, no
- * hardware gather); a load whose address is uniform costs a scalar load plus a bounds-check branch
- * per component and is, per element, no cheaper in practice (v10 and tall tiles such as 16×1 with
- * uniform A rows run at 2–9 GFLOP/s); WGSL fma() is emitted as vmulps + vaddps; accumulators beyond
- * ~24 spill to the stack. So the kernel is bound by instructions per loaded element, not by FLOPs or
- * cache: the best measured variants (v11 ~13–14, v12 ~17–19 GFLOP/s vs v9 ~11.5–13 in the same run;
- * TF.js ~5) only cut the per-element load overhead; none reaches 2× the library default, and v12's
- * number leaves out the B repack it depends on.
+ * sequence (extract offset, bounds check, scalar load, insert; no hardware gather); WGSL fma() is
+ * emitted as vmulps + vaddps; accumulators beyond ~24 vector registers spill to the stack.
+ * Probes that replace loads by register arithmetic (same 8×3 register block, 1024³; CPU time of
+ * both lavapipe threads, which is steadier than wall time on this shared host) put the cost of
+ * each part: FMAs alone run at ~42 GFLOP/s; adding 24 per-lane B elements per k halves that
+ * (21.5); adding 8 workgroup-uniform A loads per k instead drops it to 12 — a uniform-address load
+ * inside a loop costs several times a per-lane element (first-active-lane search, bounds-check
+ * branch, broadcast per component), so the fast kernel never loads uniformly in its main loop.
+ * A vec4 load per lane costs about what a scalar one does, so B as one vec4 per lane (4 columns)
+ * amortizes that cost 4×; reading transB's four columns as four scalar loads is ~1.6× slower than
+ * packing B (a transpose, ~20 ms of CPU for 1024²) and running the row-major kernel. Row blocks:
+ * TM 8–10 best (TM 12 and 16 spill), 8–32 lanes per workgroup alike, 64+ slower. Measured
+ * (best-of, busy host): subgroup kernel ~140–185 ms of CPU per 1024³ vs ~235–295 for the tiled
+ * kernel; wall times and ratios to TF.js are in bench/README.md and the report of each run.
  */
 import { defineKernel } from '../packages/kernels/src/runtime/kernel.js';
 import type { GpuBuffer } from '../packages/kernels/src/runtime/buffer-pool.js';
 import type { Runtime } from '../packages/kernels/src/runtime/runtime.js';
 import { matmul, MATMUL_DEFAULT_TILE, type MatmulTile } from '../packages/kernels/src/ops/matmul.js';
+import { dispatchSubgroupMatmul } from '../packages/kernels/src/ops/matmul-subgroup.js';
 import type { BenchCase } from './harness.js';
 import { tfSync } from './peer.js';
 
@@ -294,6 +305,13 @@ function matmulCase(
 const library = (tile: MatmulTile, transB = false) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
   matmul(rt, a, b, { batch: 1, m: S, n: S, k: S, transB, tile, out: c });
 };
+/** The library's subgroup kernel with a tm/wgx override (row-major or transB operands, 1024³). */
+const subgroupVariant = (tm: number, wgx: number, transB = false) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
+  if (!rt.has('subgroups')) throw new Error(`bench matmul subgroup tm${tm}@${wgx}: needs the 'subgroups' feature`);
+  const u = { M: S, N: S, K: S, strideA: 0, strideB: 0, strideC: 0, perGroup: 1, batchC: 1, biasMode: 0, accumulate: 0 };
+  const whole = (x: GpuBuffer) => ({ buffer: x, offset: 0, size: S * S * 4 });
+  dispatchSubgroupMatmul(rt, { a: whole(a), b: whole(b), bias: whole(a), c: whole(c), uniforms: u, transA: false, transB, batchB: 1, tm, wgx });
+};
 const laneVariant = (kernel: (typeof lanes)['plain'], p: LaneParams) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
   if (p.sgA && !rt.has('subgroups')) throw new Error(`bench matmul ${kernel.name}: needs the 'subgroups' feature`);
   rt.dispatch(kernel, p, { buffers: { a, b, c }, uniforms: { M: S, N: S, K: S } });
@@ -303,8 +321,9 @@ const benchOnly = (kernel: typeof naive) => (rt: Runtime, a: GpuBuffer, b: GpuBu
 };
 
 export const cases: BenchCase[] = [
-  matmulCase('matmul_1024', library(MATMUL_DEFAULT_TILE), false, true),
-  matmulCase('matmul_1024_transB', library(MATMUL_DEFAULT_TILE, true), true, true),
+  matmulCase('matmul_1024', (rt, a, b, c) => matmul(rt, a, b, { batch: 1, m: S, n: S, k: S, out: c }), false, true),
+  matmulCase('matmul_1024_transB', (rt, a, b, c) => matmul(rt, a, b, { batch: 1, m: S, n: S, k: S, transB: true, out: c }), true, true),
+  matmulCase('matmul_1024_tiled_transB', library(MATMUL_DEFAULT_TILE, true), true),
   matmulCase('matmul_1024_v1_naive', benchOnly(naive)),
   matmulCase('matmul_1024_v2_shared16', benchOnly(shared16)),
   matmulCase('matmul_1024_v3_shared64_reg4x4', benchOnly(shared64)),
@@ -320,4 +339,8 @@ export const cases: BenchCase[] = [
     ...matmulCase('matmul_1024_v12_sgA_packedB8x2', laneVariant(lanes.sgPacked, { tm: 8, tn: 2, cols: 'packed', sgA: true, innerLoop: true }), false, false, (B) => packPanels(B, 16)),
     requires: ['subgroups'],
   },
+  { ...matmulCase('matmul_1024_v13_sg_tm8_wg16', subgroupVariant(8, 16)), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v14_sg_tm10_wg16', subgroupVariant(10, 16)), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v15_sg_tm12_wg16', subgroupVariant(12, 16)), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v16_sg_tm10_wg64', subgroupVariant(10, 64)), requires: ['subgroups'] },
 ];

@@ -6,6 +6,9 @@ export type { DeviceInfo, RuntimeOptions, RuntimeStats, BufferBinding, DispatchA
 export { GpuBuffer, bucketSize } from './runtime/buffer-pool.js';
 export type { PoolStats } from './runtime/buffer-pool.js';
 export type { KernelTime } from './runtime/profiler.js';
+export { dispatchSubgroupMatmul, subgroupMatmulFits, subgroupMatmulWidth, SUBGROUP_MATMUL_TM } from './ops/matmul-subgroup.js';
+export type { SubgroupMatmulParams, SubgroupMatmulDispatch, SubgroupMatmulUniform } from './ops/matmul-subgroup.js';
+export type { MatmulPath } from './ops/matmul.js';
 export { defineKernel, grid1d, packUniforms, uniformBytes } from './runtime/kernel.js';
 export type { Kernel, KernelSpec, BindingSpec, UniformSpec, Workgroups, ScalarType, StorageAccess } from './runtime/kernel.js';
 export { KernelError, DeviceLostError, LimitError, NoAdapterError } from './runtime/errors.js';

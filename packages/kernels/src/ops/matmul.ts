@@ -10,7 +10,12 @@
  * `sumBatch` instead contracts over the batch as well: C (1, M, N) = Σ_b op(A[b])·op(B[b]) (the
  * gradient of a broadcast operand).
  *
- * Kernel design (see bench/matmul.ts for the numbers behind it): no workgroup memory and no
+ * Two kernels (path 'auto' picks): where the device grants 'subgroups' with subgroups of ≥ 8 lanes
+ * and N % 4 == 0, the subgroup kernel of ops/matmul-subgroup.ts (A shared through subgroup
+ * broadcasts, B as vec4 loads, transB through a pack pass; ~1.5× this file's kernel on lavapipe);
+ * otherwise the tiled kernel below, which runs any shape on any device.
+ *
+ * Tiled kernel design (see bench/matmul.ts for the numbers behind it): no workgroup memory and no
  * barriers. Each invocation owns a TM×TN block of C (default 8×4) held in vec4 registers and walks
  * K four at a time; for every k-step it loads a TM×4 fragment of A and a 4×TN fragment of B straight
  * from global memory, as vec4s along whichever dimension is contiguous in memory (the load
@@ -27,6 +32,7 @@ import type { GpuBuffer } from '../runtime/buffer-pool.js';
 import { LimitError } from '../runtime/errors.js';
 import { defineKernel, type Kernel } from '../runtime/kernel.js';
 import type { Runtime } from '../runtime/runtime.js';
+import { dispatchSubgroupMatmul, subgroupMatmulFits } from './matmul-subgroup.js';
 
 /** Register/workgroup tiling: each invocation computes tm×tn outputs; a workgroup is wgx×wgy invocations. */
 export interface MatmulTile {
@@ -52,6 +58,13 @@ export const MATMUL_DEFAULT_TILE: MatmulTile = { tm: 8, tn: 4, wgx: 64, wgy: 1 }
 
 export type MatmulBiasMode = 'n' | 'm';
 
+/**
+ * Which kernel runs: 'subgroup' (ops/matmul-subgroup.ts; needs the 'subgroups' feature with
+ * subgroups of ≥ 8 lanes and N % 4 == 0), 'tiled' (this file's kernel, any device and shape), or
+ * 'auto' (default: subgroup where it fits and no `tile` is given, else tiled).
+ */
+export type MatmulPath = 'auto' | 'tiled' | 'subgroup';
+
 export interface MatmulOptions {
   batch: number;
   m: number;
@@ -74,8 +87,10 @@ export interface MatmulOptions {
   sumBatch?: boolean;
   /** Output buffer (at least batch·M·N floats, or M·N with sumBatch); allocated if absent. */
   out?: GpuBuffer;
-  /** Tiling override (benchmarks); the default is MATMUL_DEFAULT_TILE. */
+  /** Tiling override for the tiled kernel (benchmarks); the default is MATMUL_DEFAULT_TILE. */
   tile?: MatmulTile;
+  /** Kernel choice (tests, benchmarks); default 'auto'. */
+  path?: MatmulPath;
 }
 
 interface MatmulParams {
@@ -297,17 +312,14 @@ export function matmul(rt: Runtime, a: GpuBuffer, b: GpuBuffer, o: MatmulOptions
   // K = 0 (or sumBatch over 0 batches) still dispatches: the empty contraction gives C = bias (+ C).
   if (outCount === 0) return c;
 
-  const params: MatmulParams = {
-    tile,
-    transA,
-    transB,
-    vecA: (transA ? M : K) % 4 === 0,
-    vecB: (transB ? K : N) % 4 === 0,
-    vecC: N % 4 === 0,
-  };
+  const path = o.path ?? 'auto';
+  if (path !== 'auto' && path !== 'tiled' && path !== 'subgroup') throw new Error(`matmul: path must be 'auto', 'tiled' or 'subgroup', got ${String(path)}`);
+  const fits = subgroupMatmulFits(rt, { m: M, n: N });
+  if (path === 'subgroup' && !fits) {
+    throw new Error(`matmul: path 'subgroup' needs the 'subgroups' feature with subgroups of ≥ 8 lanes and N % 4 == 0 (N = ${N}, subgroups ${rt.has('subgroups') ? 'granted' : 'not granted'})`);
+  }
   const bind = (buf: GpuBuffer, count: number) => ({ buffer: buf, offset: 0, size: Math.min(buf.capacity, Math.ceil(Math.max(count, 4) / 4) * 16) });
   const perGroup = sumBatch ? batch : 1;
-  const kern = kernelFor(params);
   const uniforms = {
     M,
     N,
@@ -320,15 +332,26 @@ export function matmul(rt: Runtime, a: GpuBuffer, b: GpuBuffer, o: MatmulOptions
     biasMode: biasMode === 'none' ? 0 : biasMode === 'n' ? 1 : 2,
     accumulate: accumulate ? 1 : 0,
   };
-  rt.dispatch(kern, params, {
-    buffers: {
-      a: bind(a, batchA * M * K),
-      b: bind(b, batchB * K * N),
-      bias: o.bias ? bind(o.bias, biasMode === 'n' ? N : M) : bind(a, batchA * M * K),
-      c: bind(c, outCount),
-    },
-    uniforms,
-  });
+  const buffers = {
+    a: bind(a, batchA * M * K),
+    b: bind(b, batchB * K * N),
+    bias: o.bias ? bind(o.bias, biasMode === 'n' ? N : M) : bind(a, batchA * M * K),
+    c: bind(c, outCount),
+  };
+  if (path === 'subgroup' || (path === 'auto' && fits && !o.tile)) {
+    dispatchSubgroupMatmul(rt, { ...buffers, uniforms, transA, transB, batchB });
+    return c;
+  }
+
+  const params: MatmulParams = {
+    tile,
+    transA,
+    transB,
+    vecA: (transA ? M : K) % 4 === 0,
+    vecB: (transB ? K : N) % 4 === 0,
+    vecC: N % 4 === 0,
+  };
+  rt.dispatch(kernelFor(params), params, { buffers, uniforms });
   return c;
 }
 
@@ -389,11 +412,11 @@ export interface MatmulGrads {
  * gradient sums over the batch (sumBatch). dBias = 1ᵀ·dC over all batch·M rows.
  */
 export function matmulBackward(rt: Runtime, a: GpuBuffer, b: GpuBuffer, dC: GpuBuffer, o: MatmulBackwardOptions): MatmulGrads {
-  const { batch, m: M, n: N, k: K, transA = false, transB = false, accumulate = false, tile } = o;
+  const { batch, m: M, n: N, k: K, transA = false, transB = false, accumulate = false, tile, path } = o;
   const batchA = o.batchA ?? batch;
   const batchB = o.batchB ?? batch;
   const grads: MatmulGrads = {};
-  const common = { batch, tile, accumulate };
+  const common = { batch, tile, path, accumulate };
   if (o.needA ?? true) {
     const sumBatch = batchA === 1 && batch > 1;
     grads.dA = transA
@@ -409,7 +432,7 @@ export function matmulBackward(rt: Runtime, a: GpuBuffer, b: GpuBuffer, dC: GpuB
   if (o.needBias) {
     // dBias (1, N) = ones (1, batch·M) · dC (batch·M, N)
     const ones = rt.upload(new Float32Array(batch * M).fill(1));
-    grads.dBias = matmul(rt, ones, dC, { batch: 1, m: 1, n: N, k: batch * M, accumulate, out: o.outBias, tile });
+    grads.dBias = matmul(rt, ones, dC, { batch: 1, m: 1, n: N, k: batch * M, accumulate, out: o.outBias, tile, path });
     rt.release(ones);
   }
   return grads;

@@ -1,0 +1,174 @@
+/**
+ * Tests of the subgroup matmul path (ops/matmul-subgroup.ts) against a float64 reference, next to
+ * the tiled path on the same inputs: random shapes that are not multiples of the row block (10),
+ * the 8-wide K step or the workgroup width, all four transposes, batches with broadcast operands
+ * and sumBatch, both bias modes, accumulation, other row blocks / widths, NaN/Inf propagation, and
+ * the errors of a forced path. Legend: B batch, M rows, N columns, K contraction.
+ * Skipped (visibly) on devices without subgroups of ≥ 8 lanes, where the path never runs.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Runtime } from '../runtime/runtime.js';
+import { expectAllClose, randn } from '../testing/reference.js';
+import { matmul, type MatmulOptions, type MatmulPath } from './matmul.js';
+import { dispatchSubgroupMatmul, subgroupMatmulFits, subgroupMatmulWidth } from './matmul-subgroup.js';
+
+let rt: Runtime;
+let fits = false;
+beforeAll(async () => {
+  rt = await Runtime.create();
+  fits = subgroupMatmulFits(rt, { m: 1, n: 4 });
+});
+afterAll(() => rt.destroy());
+
+interface Case {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  transA?: boolean;
+  transB?: boolean;
+  batchA?: number;
+  batchB?: number;
+}
+
+/** float64 C[z] = op(A[z|0])·op(B[z|0]), or Σ_z with sumBatch. */
+function reference(A: Float32Array, B: Float32Array, c: Case, sumBatch = false): Float64Array {
+  const { batch, m: M, n: N, k: K, transA = false, transB = false } = c;
+  const sA = (c.batchA ?? batch) === 1 ? 0 : M * K;
+  const sB = (c.batchB ?? batch) === 1 ? 0 : K * N;
+  const C = new Float64Array((sumBatch ? 1 : batch) * M * N);
+  for (let z = 0; z < batch; z++) {
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        for (let p = 0; p < K; p++) s += A[z * sA + (transA ? p * M + i : i * K + p)]! * B[z * sB + (transB ? j * K + p : p * N + j)]!;
+        C[(sumBatch ? 0 : z) * M * N + i * N + j]! += s;
+      }
+    }
+  }
+  return C;
+}
+
+const tol = (k: number) => ({ atol: 1e-4 * Math.sqrt(Math.max(k, 1)), rtol: 1e-4 });
+
+async function run(c: Case, path: MatmulPath, extra: Partial<MatmulOptions> = {}, seed = 1) {
+  const A = randn((c.batchA ?? c.batch) * c.m * c.k, seed);
+  const B = randn((c.batchB ?? c.batch) * c.k * c.n, seed + 1);
+  const [a, b] = [rt.upload(A), rt.upload(B)];
+  const out = matmul(rt, a, b, { ...c, ...extra, path });
+  const got = await rt.readF32(out);
+  rt.release(a);
+  rt.release(b);
+  if (out !== extra.out) rt.release(out);
+  return { A, B, got };
+}
+
+// N % 4 == 0 everywhere (the subgroup path's requirement); M, K and N/4 deliberately ragged.
+const SHAPES: [number, number, number, number][] = [
+  [1, 1, 4, 1],
+  [1, 5, 4, 3], // K < 8: only the tail loop runs
+  [2, 37, 28, 41],
+  [3, 23, 36, 16],
+  [1, 10, 68, 8],
+  [2, 131, 100, 77], // several row blocks and 2 workgroups along N
+];
+
+describe('subgroup matmul forward', () => {
+  for (const [batch, m, n, k] of SHAPES) {
+    for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      it(`B=${batch} M=${m} N=${n} K=${k} transA=${transA} transB=${transB}: subgroup and tiled paths`, async (ctx) => {
+        if (!fits) ctx.skip();
+        const c = { batch, m, n, k, transA, transB };
+        for (const path of ['subgroup', 'tiled'] as const) {
+          const { A, B, got } = await run(c, path, {}, batch * 1000 + m * 10 + n + k);
+          expectAllClose(got, reference(A, B, c), tol(k), `C (${path})`);
+        }
+      });
+    }
+  }
+
+  it('adds a bias per column (n) or per row (m) and accumulates into out', async (ctx) => {
+    if (!fits) ctx.skip();
+    for (const [c, mode] of [
+      [{ batch: 2, m: 19, n: 12, k: 17 }, 'n'],
+      [{ batch: 1, m: 33, n: 40, k: 9, transB: true }, 'n'],
+      [{ batch: 2, m: 14, n: 8, k: 24, transA: true }, 'm'],
+    ] as const) {
+      const bias = randn(mode === 'n' ? c.n : c.m, 7);
+      const prev = randn(c.batch * c.m * c.n, 8);
+      const [zb, out] = [rt.upload(bias), rt.upload(prev)];
+      const { A, B, got } = await run(c, 'subgroup', { bias: zb, biasMode: mode, out, accumulate: true }, 3);
+      const want = reference(A, B, c).map((v, i) => v + prev[i]! + bias[mode === 'n' ? i % c.n : Math.floor(i / c.n) % c.m]!);
+      expectAllClose(got, want, tol(c.k), `bias ${mode} + accumulate`);
+      rt.release(zb);
+      rt.release(out);
+    }
+  });
+
+  it('broadcasts a batch-1 operand and sums over the batch (sumBatch)', async (ctx) => {
+    if (!fits) ctx.skip();
+    for (const c of [
+      { batch: 3, m: 21, n: 12, k: 19, batchB: 1 },
+      { batch: 4, m: 12, n: 20, k: 12, batchA: 1, transA: true },
+      { batch: 2, m: 15, n: 16, k: 11, batchB: 1, transB: true },
+    ]) {
+      const { A, B, got } = await run(c, 'subgroup', {}, 21);
+      expectAllClose(got, reference(A, B, c), tol(c.k), 'broadcast C');
+      const s = await run(c, 'subgroup', { sumBatch: true }, 22);
+      expectAllClose(s.got, reference(s.A, s.B, c, true), tol(c.k * c.batch), 'sumBatch C');
+    }
+  });
+
+  it('is correct for other row blocks and workgroup widths', async (ctx) => {
+    if (!fits) ctx.skip();
+    const c = { batch: 1, m: 29, n: 136, k: 35 };
+    const A = randn(c.m * c.k, 31);
+    const B = randn(c.k * c.n, 32);
+    const [a, b, out] = [rt.upload(A), rt.upload(B), rt.createBuffer(c.m * c.n * 4)];
+    const whole = (x: typeof a, n: number) => ({ buffer: x, offset: 0, size: Math.ceil(n / 4) * 16 });
+    const uniforms = { M: c.m, N: c.n, K: c.k, strideA: 0, strideB: 0, strideC: 0, perGroup: 1, batchC: 1, biasMode: 0, accumulate: 0 };
+    for (const [tm, wgx] of [[1, 8], [8, 32], [12, 64], [16, 16]]) {
+      dispatchSubgroupMatmul(rt, { a: whole(a, A.length), b: whole(b, B.length), bias: whole(a, A.length), c: whole(out, c.m * c.n), uniforms, transA: false, transB: false, batchB: 1, tm, wgx });
+      expectAllClose(await rt.readF32(out), reference(A, B, c), tol(c.k), `tm ${tm} wgx ${wgx}`);
+    }
+    expect(() => dispatchSubgroupMatmul(rt, { a: whole(a, 1), b: whole(b, 1), bias: whole(a, 1), c: whole(out, 1), uniforms, transA: false, transB: false, batchB: 1, wgx: 24 })).toThrow(
+      /wgx must be a power of two in \[8, 256\], got 24/,
+    );
+    [a, b, out].forEach((x) => rt.release(x));
+  });
+
+  it('propagates NaN and Inf only through the rows they touch', async (ctx) => {
+    if (!fits) ctx.skip();
+    const c = { batch: 1, m: 12, n: 8, k: 9 };
+    const A = new Float32Array(c.m * c.k).fill(1);
+    A[0] = Number.NaN; // row 0
+    A[c.k * 11 + 8] = Number.POSITIVE_INFINITY; // row 11, in the K tail
+    const B = new Float32Array(c.k * c.n).fill(0.5);
+    const [a, b] = [rt.upload(A), rt.upload(B)];
+    const got = await rt.readF32(matmul(rt, a, b, { ...c, path: 'subgroup' }));
+    for (let i = 0; i < c.m; i++) {
+      for (let j = 0; j < c.n; j++) {
+        const v = got[i * c.n + j]!;
+        if (i === 0) expect(Number.isNaN(v)).toBe(true);
+        else if (i === 11) expect(v).toBe(Number.POSITIVE_INFINITY);
+        else expect(v).toBe(4.5);
+      }
+    }
+    rt.release(a);
+    rt.release(b);
+  });
+});
+
+describe('subgroup matmul selection', () => {
+  it('picks a workgroup width of 8 or 16 lanes, never below the widest subgroup', () => {
+    expect([subgroupMatmulWidth(4, 8), subgroupMatmulWidth(32, 8), subgroupMatmulWidth(36, 8), subgroupMatmulWidth(4096, 8)]).toEqual([8, 8, 16, 16]);
+    expect([subgroupMatmulWidth(4, 32), subgroupMatmulWidth(1024, 64), subgroupMatmulWidth(1024, 128)]).toEqual([32, 64, 128]);
+  });
+
+  it('rejects a forced subgroup path that does not fit, and an unknown path', () => {
+    const a = rt.upload(new Float32Array(12));
+    expect(() => matmul(rt, a, a, { batch: 1, m: 2, n: 3, k: 2, path: 'subgroup' })).toThrow(/path 'subgroup' needs .*N % 4 == 0 \(N = 3/);
+    expect(() => matmul(rt, a, a, { batch: 1, m: 2, n: 2, k: 2, path: 'fast' as MatmulPath })).toThrow(/path must be 'auto', 'tiled' or 'subgroup', got fast/);
+    rt.release(a);
+  });
+});

@@ -1,0 +1,198 @@
+/**
+ * The subgroup matmul kernel: the fast path of `matmul` (ops/matmul.ts) on devices with the
+ * 'subgroups' feature and subgroups of at least 8 invocations. Same contract as `matmul`:
+ * C[b] = op(A[b])·op(B[b]) (+ bias) (+ C[b]), f32 storage and accumulation, both transposes,
+ * broadcast operands, sumBatch. matmul.ts validates the arguments and picks this path; this file
+ * only builds and records the kernel.
+ *
+ * Dimension legend: B batch, M rows of C, N columns of C, K the contracted dimension.
+ *   A: (B, M, K), or (B, K, M) with transA      B: (B, K, N), or (B, N, K) with transB
+ *   C: (B, M, N)                                 bias: (N,) or (M,)
+ *
+ * Layout of the work: a workgroup is one row of WG_X invocations and owns TM rows × 4·WG_X columns
+ * of C; each invocation owns TM rows × 4 consecutive columns (TM vec4 accumulators). All
+ * invocations of a workgroup share the same TM rows, so A is read cooperatively: for every 8-wide
+ * step of K, lane l (l = subgroup_invocation_id mod 8) loads A[row][k + l] for each of the TM rows,
+ * and the 8 k-steps take A[row][k + kk] from lane kk with subgroupBroadcast (a constant lane, so a
+ * register splat). B is one vec4 load per lane and k-step. transA only changes the A address;
+ * transB is handled by a pack pass (B (N, K) → (K, N), layout.ts's transpose) into a temporary
+ * buffer, counted in the time of the matmul: a lane's four columns are then one vec4 load, where
+ * reading them straight from (N, K) costs four scalar loads (1024³ on lavapipe: 330 ms of CPU
+ * direct vs 210 packed, the transpose being 20 of those). K mod 8 trailing steps run a plain loop
+ * with direct A loads.
+ *
+ * Why this shape (measured in bench/matmul.ts on lavapipe, where a subgroup is one 8-wide SIMD
+ * register): a storage load whose address varies per lane costs a few instructions per element,
+ * but a load with a workgroup-uniform address costs several times more inside a loop (bounds check,
+ * first-active-lane search and branch per component), so A is never loaded uniformly in the main
+ * loop; 10 vec4 accumulators (40 lanes of C per invocation) amortize each B load over 10 rows, which
+ * beat 8 and 12 rows (12 spills too much). On GPUs the same structure is a register-blocked GEMM
+ * whose A operand moves through subgroup shuffles instead of shared memory; B loads are coalesced
+ * (8 lanes read 128 contiguous bytes of a row).
+ *
+ * Requirements (checked by `subgroupMatmulFits`): the 'subgroups' feature with a minimum subgroup
+ * size ≥ 8 (the 8 k-values of a step live in lanes 0..7), N % 4 == 0 (vec4 columns and stores).
+ * The workgroup width is a power of two ≥ 8, so a subgroup is either whole or the whole workgroup.
+ *
+ * Non-goals: f16, K split across workgroups, shapes the tiled kernel handles as well (tiny or
+ * N % 4 != 0 products fall back to it).
+ */
+import type { GpuBuffer } from '../runtime/buffer-pool.js';
+import { defineKernel, type Kernel } from '../runtime/kernel.js';
+import type { Runtime } from '../runtime/runtime.js';
+import { transpose } from './layout.js';
+
+export interface SubgroupMatmulParams {
+  /** Rows of C per workgroup (vec4 accumulators per invocation). */
+  tm: number;
+  /** Invocations per workgroup (a power of two ≥ 8); each owns 4 columns. */
+  wgx: number;
+  transA: boolean;
+}
+
+export type SubgroupMatmulUniform = 'M' | 'N' | 'K' | 'strideA' | 'strideB' | 'strideC' | 'perGroup' | 'batchC' | 'biasMode' | 'accumulate';
+type SubgroupMatmulKernel = Kernel<SubgroupMatmulParams, 'a' | 'b' | 'bias' | 'c', SubgroupMatmulUniform>;
+
+/** Rows per workgroup of the library path (see the header for why 10). */
+export const SUBGROUP_MATMUL_TM = 10;
+
+const UNIFORMS: SubgroupMatmulUniform[] = ['M', 'N', 'K', 'strideA', 'strideB', 'strideC', 'perGroup', 'batchC', 'biasMode', 'accumulate'];
+
+const subgroupMatmulKernel: SubgroupMatmulKernel = defineKernel({
+  name: 'matmul_subgroup',
+  bindings: [
+    { name: 'a', type: 'array<f32>', access: 'read' }, // (B|1, M, K) or (B|1, K, M)
+    { name: 'b', type: 'array<vec4<f32>>', access: 'read' }, // (B|1, K, N), N % 4 == 0
+    { name: 'bias', type: 'array<f32>', access: 'read' }, // (N,) or (M,); A as a dummy without bias
+    { name: 'c', type: 'array<vec4<f32>>', access: 'read_write' }, // (B, M, N), N % 4 == 0
+  ],
+  uniforms: UNIFORMS.map((name) => ({ name, type: 'u32' as const })),
+  workgroupSize: (p) => [p.wgx, 1],
+  dispatch: (p, u) => [Math.ceil(u.N / (4 * p.wgx)), Math.ceil(u.M / p.tm), u.batchC],
+  key: (p) => `${p.tm}@${p.wgx}|${p.transA ? 'T' : 'N'}`,
+  enables: () => ['subgroups'],
+  wgsl: subgroupMatmulWgsl,
+});
+
+/** WGSL for one specialization; the TM rows and the 8 k-steps are unrolled here in TypeScript. */
+function subgroupMatmulWgsl(p: SubgroupMatmulParams): string {
+  const rows = [...Array(p.tm).keys()];
+  const L: string[] = []; // per-batch setup
+  // A element (row r, contraction index expression kx), in elements.
+  if (!p.transA) {
+    for (const r of rows) L.push(`let aRow${r} = aBase + min(m0 + ${r}u, u.M - 1u) * u.K;`);
+  } else {
+    for (const r of rows) L.push(`let aCol${r} = aBase + min(m0 + ${r}u, u.M - 1u);`);
+  }
+  const aAt = (r: number, kx: string) => (p.transA ? `a[aCol${r} + (${kx}) * u.M]` : `a[aRow${r} + ${kx}]`);
+  // B vec4 (columns n0..n0+3) at contraction index kx.
+  L.push('let bCol = bBase + min(n0, u.N - 4u);');
+  const bAt = (kx: string) => `b[(bCol + (${kx}) * u.N) >> 2u]`;
+
+  const main: string[] = [];
+  for (const r of rows) main.push(`let av${r} = ${aAt(r, 'k + lane8')};`);
+  for (let kk = 0; kk < 8; kk++) {
+    main.push(`let b${kk} = ${bAt(`k + ${kk}u`)};`);
+    for (const r of rows) main.push(`acc${r} = fma(vec4<f32>(subgroupBroadcast(av${r}, ${kk}u)), b${kk}, acc${r});`);
+  }
+  const tail: string[] = ['let bt = ' + bAt('k') + ';'];
+  for (const r of rows) tail.push(`acc${r} = fma(vec4<f32>(${aAt(r, 'k')}), bt, acc${r});`);
+
+  // Epilogue, as in the tiled kernel: biasMode 1 adds bias[n], 2 adds bias[m]; accumulate adds C.
+  const E: string[] = ['let biasN = u.biasMode == 1u;', 'let biasM = u.biasMode == 2u;', 'let addC = u.accumulate != 0u;'];
+  E.push('var zn = vec4<f32>(0.0);', `if (biasN) { zn = vec4<f32>(${[0, 1, 2, 3].map((j) => `bias[min(n0 + ${j}u, u.N - 1u)]`).join(', ')}); }`);
+  E.push('if (n0 < u.N) {');
+  for (const r of rows) {
+    E.push(`  if (m0 + ${r}u < u.M) {`);
+    E.push(`    var v = acc${r} + zn;`, `    if (biasM) { v += vec4<f32>(bias[m0 + ${r}u]); }`);
+    E.push(`    let i = (cBase + (m0 + ${r}u) * u.N + n0) >> 2u;`, '    if (addC) { v += c[i]; }', '    c[i] = v;', '  }');
+  }
+  E.push('}');
+
+  return /* wgsl */ `
+// Invocation x of workgroup (X, Y, Z) owns C[Z][m0 .. m0+${p.tm}, n0 .. n0+4]; with perGroup > 1 it
+// sums batches Z·perGroup .. Z·perGroup + perGroup - 1 (sumBatch). No early return: every lane
+// takes part in the subgroup broadcasts, and out-of-range lanes load clamped (in-bounds) data.
+@compute @workgroup_size(WG_X, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(subgroup_invocation_id) sgid: u32) {
+  let n0 = (wid.x * WG_X + lid.x) * 4u;
+  let m0 = wid.y * ${p.tm}u;
+  let lane8 = sgid & 7u;
+  let K8 = u.K & ~7u;
+  ${rows.map((r) => `var acc${r} = vec4<f32>(0.0);`).join('\n  ')}
+  for (var t = 0u; t < u.perGroup; t++) {
+    let bt = wid.z * u.perGroup + t;
+    let aBase = bt * u.strideA;
+    let bBase = bt * u.strideB;
+    ${L.join('\n    ')}
+    for (var k = 0u; k < K8; k += 8u) {
+      ${main.join('\n      ')}
+    }
+    for (var k = K8; k < u.K; k++) {
+      ${tail.join('\n      ')}
+    }
+  }
+  let cBase = wid.z * u.strideC;
+  ${E.join('\n  ')}
+}`;
+}
+
+/** The adapter's subgroup size range, where the implementation reports it (Dawn does); 0 if unknown. */
+function subgroupSizes(rt: Runtime): { min: number; max: number } {
+  const info = (rt.device as unknown as { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
+  return { min: info?.subgroupMinSize ?? 0, max: info?.subgroupMaxSize ?? 0 };
+}
+
+/** Whether the subgroup kernel can run op(A)·op(B) with C of M×N on this device (see the header). */
+export function subgroupMatmulFits(rt: Runtime, d: { m: number; n: number }): boolean {
+  return rt.has('subgroups') && subgroupSizes(rt).min >= 8 && d.n % 4 === 0 && d.n > 0 && d.m > 0;
+}
+
+/**
+ * Workgroup width for N columns on a device whose subgroups have at most `maxSubgroup` lanes: 8 or
+ * 16 lanes (64 columns) — on lavapipe 8–32 measured alike and 64+ slower, and a narrow workgroup
+ * wastes no lanes on small N — but never narrower than one whole subgroup (GPUs with 32- or
+ * 64-wide subgroups would otherwise run partly empty subgroups).
+ */
+export function subgroupMatmulWidth(n: number, maxSubgroup: number): number {
+  let w = n > 32 ? 16 : 8;
+  while (w < maxSubgroup && w < 256) w *= 2;
+  return w;
+}
+
+export interface SubgroupMatmulDispatch {
+  a: { buffer: GpuBuffer; offset: number; size: number };
+  b: { buffer: GpuBuffer; offset: number; size: number };
+  bias: { buffer: GpuBuffer; offset: number; size: number };
+  c: { buffer: GpuBuffer; offset: number; size: number };
+  uniforms: Record<SubgroupMatmulUniform, number>;
+  transA: boolean;
+  /** B is stored (batchB, N, K): packed to (batchB, K, N) first. */
+  transB: boolean;
+  /** Batch count of B (1 when broadcast); sizes the pack. */
+  batchB: number;
+  /** Overrides (benchmarks): rows per workgroup and workgroup width. */
+  tm?: number;
+  wgx?: number;
+}
+
+/** Records the subgroup kernel (after the B pack for transB); matmul.ts has validated shapes and buffers. */
+export function dispatchSubgroupMatmul(rt: Runtime, d: SubgroupMatmulDispatch): void {
+  const wgx = d.wgx ?? subgroupMatmulWidth(d.uniforms.N, subgroupSizes(rt).max);
+  const tm = d.tm ?? SUBGROUP_MATMUL_TM;
+  if (!Number.isInteger(tm) || tm < 1 || tm > 16) throw new Error(`matmul (subgroup): tm must be an integer in [1, 16], got ${tm}`);
+  if (!(wgx >= 8 && wgx <= 256 && (wgx & (wgx - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wgx}`);
+  const params: SubgroupMatmulParams = { tm, wgx, transA: d.transA };
+  const { N, K } = d.uniforms;
+  if (!d.transB) {
+    rt.dispatch(subgroupMatmulKernel, params, { buffers: { a: d.a, b: d.b, bias: d.bias, c: d.c }, uniforms: d.uniforms });
+    return;
+  }
+  if (d.b.offset !== 0) throw new Error('matmul (subgroup): transB needs B bound from offset 0');
+  const packed = transpose(rt, d.b.buffer, [d.batchB, N, K]); // (batchB, K, N)
+  const b = { buffer: packed, offset: 0, size: Math.min(packed.capacity, Math.ceil(Math.max(d.batchB * K * N, 4) / 4) * 16) };
+  rt.dispatch(subgroupMatmulKernel, params, { buffers: { a: d.a, b, bias: d.bias, c: d.c }, uniforms: d.uniforms });
+  rt.release(packed); // safe while the recorded dispatch still reads it
+
+}
