@@ -3,3 +3,17 @@
  */
 export { formatInfo } from './cli/info.js';
 export { runSmoke } from './cli/smoke.js';
+export { applyTuning, loadTuning, loadTuningFromFiles, parseStrategyConfig } from './strategies/apply.js';
+export type { TuningHandle, TuningConfigInput, TuningOptimizerOptions } from './strategies/apply.js';
+export { registerStrategy, getStrategy, listStrategies } from './strategies/registry.js';
+export { registerBuiltinStrategies, BUILTIN_STRATEGIES } from './strategies/builtin.js';
+export type { Paradigm, StrategyDefinition, StrategyInstance, TensorState, PeftLayout } from './strategies/strategy.js';
+export { selectLinears, selectParameters, targetPatterns, lastDecoderLayers, NORM_TARGETS } from './strategies/targets.js';
+export { encodeAdapter, decodeAdapterState, readAdapterConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from './strategies/adapter-files.js';
+export type { AdapterFiles, DecodedAdapter, EncodeAdapterOptions } from './strategies/adapter-files.js';
+export { fullStrategy, fullConfigSchema } from './strategies/full.js';
+export type { FullConfig } from './strategies/full.js';
+export { bitfitStrategy, bitfitConfigSchema } from './strategies/bitfit.js';
+export type { BitfitConfig } from './strategies/bitfit.js';
+export { loraStrategy, loraConfigSchema, loraWeight, loraScale } from './strategies/lora.js';
+export type { LoraConfig } from './strategies/lora.js';

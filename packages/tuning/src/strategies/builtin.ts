@@ -1,0 +1,25 @@
+/**
+ * keel's own methods, registered explicitly: this import list IS the list of built-in strategies
+ * (no file-system discovery). `registerBuiltinStrategies()` is idempotent, so every entry point
+ * (applyTuning, the CLI, tests) may call it first.
+ *
+ * Non-goals: plug-in loading; third-party methods call registerStrategy themselves.
+ */
+import { bitfitStrategy } from './bitfit.js';
+import { fullStrategy } from './full.js';
+import { loraStrategy } from './lora.js';
+import { listStrategies, registerStrategy } from './registry.js';
+
+/** The built-in definitions in the order `keel strategies` lists them (selective → reparameterization). */
+export const BUILTIN_STRATEGIES = [fullStrategy, bitfitStrategy, loraStrategy] as const;
+
+/** Registers every built-in method not registered yet (a same-named foreign definition is an error). */
+export function registerBuiltinStrategies(): void {
+  const present = new Map(listStrategies().map((d) => [d.name, d]));
+  for (const def of BUILTIN_STRATEGIES) {
+    const existing = present.get(def.name);
+    if (existing === (def as object)) continue;
+    if (existing) throw new Error(`registerBuiltinStrategies: another definition already holds the built-in name '${def.name}'`);
+    registerStrategy(def);
+  }
+}
