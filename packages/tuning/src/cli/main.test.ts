@@ -1,3 +1,6 @@
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from './main.js';
 
@@ -56,5 +59,29 @@ describe('keel CLI', () => {
     const { err } = capture();
     expect(await main(['smoke', '--n', 'abc'])).toBe(2);
     expect(err.join('')).toMatch(/--n/);
+    expect(await main(['pretrain', '--steps', '0'])).toBe(2);
+    expect(err.join('')).toMatch(/--steps.*expected a positive integer, got '0'/s);
+  });
+
+  it('strategies lists every registered method with its paradigm', async () => {
+    const { out } = capture();
+    expect(await main(['strategies', '--json'])).toBe(0);
+    const list = JSON.parse(out.join('')) as { name: string; paradigm: string }[];
+    expect(list.map((s) => s.name)).toEqual(expect.arrayContaining(['full', 'bitfit', 'lora']));
+    expect(list.find((s) => s.name === 'lora')?.paradigm).toBe('reparameterization');
+  });
+
+  it('pretrain writes a loadable checkpoint directory with metrics and a model card', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'keel-pretrain-'));
+    try {
+      const { out } = capture();
+      expect(await main(['pretrain', '--out', dir, '--steps', '2', '--batch', '2', '--eval', '2', '--json'])).toBe(0);
+      const done = out.map((l) => JSON.parse(l) as { event: string; scores?: Record<string, number> }).find((e) => e.event === 'done');
+      expect(Object.keys(done?.scores ?? {})).toEqual(expect.arrayContaining(['caption', 'vqa', 'text', 'mnist', 'novel', 'count']));
+      expect((await readdir(dir)).sort()).toEqual(['README.md', 'config.json', 'metrics.json', 'model.safetensors', 'tokenizer.json']);
+      expect(await readFile(join(dir, 'README.md'), 'utf8')).toMatch(/2 steps × 2 examples/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { registerInfo } from './info.js';
 import { registerPretrain } from './pretrain.js';
 import { registerSmoke } from './smoke.js';
+import { registerStrategiesCommand } from './strategies.js';
 
 export function buildProgram(): Command {
   const program = new Command('keel')
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerInfo(program);
   registerSmoke(program);
   registerPretrain(program);
+  registerStrategiesCommand(program);
   return program;
 }
 
