@@ -12,7 +12,8 @@
 import type { Runtime } from '@keel/kernels';
 import { AdamW, cosineSchedule, seededRandom } from '@keel/autograd';
 import { resolveConfig, type MllmConfigInput } from '../config.js';
-import { GENERAL_TASKS, getTask, vocabularyWords, type Sample } from '../data/tasks.js';
+import { ALL_TASKS, GENERAL_TASKS, getTask, vocabularyWords, type Sample } from '../data/tasks.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { Example } from '../model/collate.js';
 import { MultimodalModel } from '../model/mllm.js';
 import { WordTokenizer } from '../tokenizer/word.js';
@@ -151,8 +152,7 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
 }
 
 /** Held-out exact-match accuracy on every registered task (general and downstream). */
-export async function scoreTasks(model: MultimodalModel, tok: WordTokenizer | import('../tokenizer/tokenizer.js').Tokenizer, count: number, seed = 0, names?: readonly string[]): Promise<Record<string, number>> {
-  const { ALL_TASKS } = await import('../data/tasks.js');
+export async function scoreTasks(model: MultimodalModel, tok: Tokenizer, count: number, seed = 0, names?: readonly string[]): Promise<Record<string, number>> {
   const size = model.config.vision.imageSize;
   const scores: Record<string, number> = {};
   for (const name of names ?? ALL_TASKS) {
