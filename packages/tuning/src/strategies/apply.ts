@@ -11,24 +11,19 @@
  *
  * Non-goals: several methods on one model at once, optimizer state in the adapter directory.
  */
-import { AdamW, add, backward, tidy, type Parameter, type Schedule } from '@keel/autograd';
+import { AdamW, add, backward, tidy, type Parameter } from '@keel/autograd';
 import { answerLoss, trainStep, type MultimodalModel, type StepHooks, type TrainingBatch } from '@keel/mllm';
 import { decodeAdapterState, encodeAdapter, readAdapterConfig, type AdapterFiles, type EncodeAdapterOptions } from './adapter-files.js';
 import { registerBuiltinStrategies } from './builtin.js';
 import { getStrategy } from './registry.js';
-import type { StrategyDefinition, StrategyInstance } from './strategy.js';
+import type { StrategyDefinition, StrategyInstance, TuningOptimizerOptions } from './strategy.js';
+
+export type { TuningOptimizerOptions } from './strategy.js';
 
 /** A method's name plus its config fields, as a user or a config file gives them. */
 export interface TuningConfigInput {
   strategy: string;
   [field: string]: unknown;
-}
-
-export interface TuningOptimizerOptions {
-  lr: number;
-  weightDecay?: number;
-  maxNorm?: number;
-  schedule?: Schedule;
 }
 
 export interface TuningHandle<C = unknown> {
@@ -49,6 +44,10 @@ export interface TuningHandle<C = unknown> {
   /** One step on `batch`: answer loss (+ the method's extra loss), backward, hooks, update. Returns the loss. */
   trainStep(optimizer: AdamW, batch: TrainingBatch): Promise<number>;
   merge(): void;
+  /** Post-hoc methods: applies the method's after-training transform (no-op for the others); once. */
+  finalize(): void;
+  /** Whether finalize() has run (or the method has nothing to finalize). */
+  readonly finalized: boolean;
   enable(): void;
   disable(): void;
   /** The adapter directory's contents (browser-safe). */
@@ -104,6 +103,7 @@ function makeHandle<C>(model: MultimodalModel, def: StrategyDefinition<C>, confi
   freeze();
   const optimizers: AdamW[] = [];
   let disposed = false;
+  let finalized = false;
   const alive = (what: string) => {
     if (disposed) throw new Error(`TuningHandle(${def.name}).${what}: the handle was disposed`);
   };
@@ -137,7 +137,8 @@ function makeHandle<C>(model: MultimodalModel, def: StrategyDefinition<C>, confi
       alive('optimizer');
       if (instance.trainable.size === 0) throw new Error(`TuningHandle(${def.name}).optimizer: the method has no trainable tensors`);
       freeze();
-      const opt = new AdamW(model.rt, [...instance.trainable.values()], options);
+      const params = [...instance.trainable.values()];
+      const opt = instance.createOptimizer?.(params, options) ?? new AdamW(model.rt, params, options);
       optimizers.push(opt);
       return opt;
     },
@@ -164,6 +165,16 @@ function makeHandle<C>(model: MultimodalModel, def: StrategyDefinition<C>, confi
       alive('merge');
       if (!def.mergeable) throw new Error(`${def.name} cannot be merged: it changes the model's architecture, not only its weights`);
       instance.merge();
+    },
+    finalize() {
+      alive('finalize');
+      if (!instance.finalize) return;
+      if (finalized) throw new Error(`TuningHandle(${def.name}).finalize: already finalized (the post-hoc transform runs once)`);
+      finalized = true;
+      instance.finalize?.();
+    },
+    get finalized() {
+      return finalized || !instance.finalize;
     },
     enable: () => (alive('enable'), instance.setEnabled(true)),
     disable: () => (alive('disable'), instance.setEnabled(false)),

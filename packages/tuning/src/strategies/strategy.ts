@@ -13,7 +13,7 @@
  * Non-goals: several adapters of one method on one model (one instance per model for now),
  * optimizer state (the handle's optimizer owns it).
  */
-import type { Parameter, Tensor } from '@keel/autograd';
+import type { AdamW, Parameter, Schedule, Tensor } from '@keel/autograd';
 import type { MultimodalModel, StepHooks } from '@keel/mllm';
 import type { z } from 'zod';
 
@@ -23,6 +23,14 @@ export type Paradigm = 'selective' | 'additive' | 'reparameterization';
 export interface TensorState {
   shape: number[];
   data: Float32Array;
+}
+
+/** What the handle's `optimizer()` is given; a method that needs its own optimizer receives the same. */
+export interface TuningOptimizerOptions {
+  lr: number;
+  weightDecay?: number;
+  maxNorm?: number;
+  schedule?: Schedule;
 }
 
 export interface StrategyInstance {
@@ -37,6 +45,16 @@ export interface StrategyInstance {
   readonly modules: readonly string[];
   /** Called around the optimizer step (importance accumulation, interpolation towards W0 …). */
   readonly hooks?: StepHooks;
+  /**
+   * The optimizer over `trainable` when plain AdamW is not enough (SPIDER and the hard-mask family
+   * return a MaskedAdamW they keep driving from their hooks). Absent: AdamW. The handle disposes it.
+   */
+  createOptimizer?(params: readonly Parameter[], options: TuningOptimizerOptions): AdamW;
+  /**
+   * Post-hoc methods (WiSE-FT, DARE, TIES): transforms the trained weights once, after the last step
+   * and before evaluation or saving. Idempotence is not required; the handle calls it at most once.
+   */
+  finalize?(): void;
   /** A scalar added to the task loss (regularizers such as L2-SP); null when it is zero this step. */
   extraLoss?(): Tensor | null;
   /**
