@@ -7,7 +7,7 @@ export { applyTuning, loadTuning, loadTuningFromFiles, parseStrategyConfig } fro
 export type { TuningHandle, TuningConfigInput, TuningOptimizerOptions } from './strategies/apply.js';
 export { registerStrategy, getStrategy, listStrategies } from './strategies/registry.js';
 export { registerBuiltinStrategies, BUILTIN_STRATEGIES } from './strategies/builtin.js';
-export type { Paradigm, StrategyDefinition, StrategyInstance, TensorState, PeftLayout } from './strategies/strategy.js';
+export type { Paradigm, StrategyContext, StrategyDefinition, StrategyInstance, TensorState, PeftLayout } from './strategies/strategy.js';
 export { selectLinears, selectParameters, targetPatterns, lastDecoderLayers, NORM_TARGETS } from './strategies/targets.js';
 export { encodeAdapter, decodeAdapterState, readAdapterConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from './strategies/adapter-files.js';
 export type { AdapterFiles, DecodedAdapter, EncodeAdapterOptions } from './strategies/adapter-files.js';

@@ -16,7 +16,7 @@ import { answerLoss, trainStep, type MultimodalModel, type StepHooks, type Train
 import { decodeAdapterState, encodeAdapter, readAdapterConfig, type AdapterFiles, type EncodeAdapterOptions } from './adapter-files.js';
 import { registerBuiltinStrategies } from './builtin.js';
 import { getStrategy } from './registry.js';
-import type { StrategyDefinition, StrategyInstance, TuningOptimizerOptions } from './strategy.js';
+import type { StrategyContext, StrategyDefinition, StrategyInstance, TuningOptimizerOptions } from './strategy.js';
 
 export type { TuningOptimizerOptions } from './strategy.js';
 
@@ -76,12 +76,12 @@ function splitInput(input: TuningConfigInput): { name: string; raw: Record<strin
 }
 
 /** Installs a method on `model` (see the file comment). */
-export function applyTuning(model: MultimodalModel, input: TuningConfigInput): TuningHandle {
+export function applyTuning(model: MultimodalModel, input: TuningConfigInput, context: StrategyContext = {}): TuningHandle {
   registerBuiltinStrategies();
   const { name, raw } = splitInput(input);
   const def = getStrategy(name);
   const config = parseStrategyConfig(def, raw);
-  const instance = def.apply(model, config);
+  const instance = def.apply(model, config, context);
   return makeHandle(model, def, config, instance);
 }
 
@@ -209,9 +209,9 @@ function makeHandle<C>(model: MultimodalModel, def: StrategyDefinition<C>, confi
 }
 
 /** Applies the strategy and config recorded in adapter files to `model` and loads their state. */
-export function loadTuningFromFiles(model: MultimodalModel, files: AdapterFiles, where = 'adapter'): TuningHandle {
+export function loadTuningFromFiles(model: MultimodalModel, files: AdapterFiles, where = 'adapter', context: StrategyContext = {}): TuningHandle {
   const saved = readAdapterConfig(files.configJson, `${where}/adapter_config.json`);
-  const handle = applyTuning(model, { ...saved.config, strategy: saved.strategy });
+  const handle = applyTuning(model, { ...saved.config, strategy: saved.strategy }, context);
   try {
     handle.loadFiles(files, where);
   } catch (e) {
@@ -222,7 +222,7 @@ export function loadTuningFromFiles(model: MultimodalModel, files: AdapterFiles,
 }
 
 /** `loadTuningFromFiles` on a directory written by `handle.save(dir)` (Node). */
-export async function loadTuning(model: MultimodalModel, dir: string): Promise<TuningHandle> {
+export async function loadTuning(model: MultimodalModel, dir: string, context: StrategyContext = {}): Promise<TuningHandle> {
   const { readAdapterFiles } = await import('./adapter-files.node.js');
-  return loadTuningFromFiles(model, await readAdapterFiles(dir), dir);
+  return loadTuningFromFiles(model, await readAdapterFiles(dir), dir, context);
 }

@@ -63,6 +63,8 @@ export interface Case {
   lr: number;
   /** Which base parameters may change (selective methods); null: none may (added methods). */
   changes: ((name: string) => boolean) | null;
+  /** extraStateBytes() = factor · 4 · trainable count (default 1: a W0 snapshot, or the added tensors). */
+  extraStateFactor?: number;
 }
 
 export async function checkInvariants(rt: Runtime, c: Case): Promise<void> {
@@ -70,7 +72,8 @@ export async function checkInvariants(rt: Runtime, c: Case): Promise<void> {
   const batch = fixedBatch(model.config);
   const baseLogits = await logitsOf(model, batch);
   const before = await weightsOf(model);
-  const handle = applyTuning(model, c.config);
+  const context = { generalBatches: [batch] };
+  const handle = applyTuning(model, c.config, context);
   const trainable = handle.trainableParameters();
   const trainable0 = new Map<string, Float32Array>();
   for (const [name, p] of trainable) trainable0.set(name, (await p.toArray()) as Float32Array);
@@ -78,7 +81,7 @@ export async function checkInvariants(rt: Runtime, c: Case): Promise<void> {
   expect(handle.trainablePercent()).toBeGreaterThan(0);
   expect(handle.trainablePercent()).toBeLessThanOrEqual(100);
   // selective methods snapshot W0, added ones hold their tensors: both = trainable bytes
-  expect(handle.extraStateBytes()).toBe(4 * handle.numTrainable());
+  expect(handle.extraStateBytes()).toBe((c.extraStateFactor ?? 1) * 4 * handle.numTrainable());
   // installing a method must not change the function (LoRA's B = 0)
   expect(same(await logitsOf(model, batch), baseLogits), 'freshly applied = base').toBe(true);
 
@@ -122,7 +125,7 @@ export async function checkInvariants(rt: Runtime, c: Case): Promise<void> {
     const json = JSON.parse(await readFile(join(dir, 'adapter_config.json'), 'utf8'));
     expect(json.strategy).toBe(c.config.strategy);
     const fresh = new MultimodalModel(rt, small, { seed: SEED });
-    const loaded = await loadTuning(fresh, dir);
+    const loaded = await loadTuning(fresh, dir, context);
     expect(loaded.config).toEqual(handle.config);
     expect(same(await logitsOf(fresh, batch), tuned), 'loaded = tuned').toBe(true);
     loaded.dispose();

@@ -14,7 +14,7 @@
  * optimizer state (the handle's optimizer owns it).
  */
 import type { AdamW, Parameter, Schedule, Tensor } from '@keel/autograd';
-import type { MultimodalModel, StepHooks } from '@keel/mllm';
+import type { MultimodalModel, StepHooks, TrainingBatch } from '@keel/mllm';
 import type { z } from 'zod';
 
 export type Paradigm = 'selective' | 'additive' | 'reparameterization';
@@ -77,6 +77,15 @@ export interface StrategyInstance {
   remove(): void;
 }
 
+/** What the caller knows beyond the model and the config; a method that needs a field and lacks it throws naming it. */
+export interface StrategyContext {
+  /**
+   * Batches of the general (upstream) suite, for methods that estimate importance on the
+   * pre-training distribution (EWC's diagonal Fisher).
+   */
+  generalBatches?: readonly TrainingBatch[];
+}
+
 /** How a method's state names map to Hugging Face PEFT's file layout (reparameterization methods). */
 export interface PeftLayout<C> {
   /** The PEFT `adapter_config.json` fields for this config; `modules` are the resolved target paths. */
@@ -100,5 +109,5 @@ export interface StrategyDefinition<C> {
   /** Files in PEFT's layout when set; otherwise state names are written as they are. */
   readonly peft?: PeftLayout<C>;
   /** Installs the method on `model`; `config` has passed `schema`. Bad targets throw here. */
-  apply(model: MultimodalModel, config: C): StrategyInstance;
+  apply(model: MultimodalModel, config: C, context: StrategyContext): StrategyInstance;
 }
