@@ -17,3 +17,7 @@ export { bitfitStrategy, bitfitConfigSchema } from './strategies/bitfit.js';
 export type { BitfitConfig } from './strategies/bitfit.js';
 export { loraStrategy, loraConfigSchema, loraWeight, loraScale } from './strategies/lora.js';
 export type { LoraConfig } from './strategies/lora.js';
+export { evaluateTargetUpstream, harmonicMean, protocolScores } from './protocol/scores.js';
+export type { EvaluateOptions, Evaluation, ProtocolScores, TargetUpstream } from './protocol/scores.js';
+export { tune } from './protocol/tune.js';
+export type { TuneOptions, TuneProgress, TuneResult, TuneRow } from './protocol/tune.js';
