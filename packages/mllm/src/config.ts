@@ -40,6 +40,11 @@ export const projectorConfigSchema = z
     /** LLaVA-1.5: Linear(vision width → hidden) → GELU → Linear(hidden → text width). 0 = text width. */
     hidden: z.number().int().nonnegative().default(0),
     act: z.enum(['gelu', 'gelu_erf']).default('gelu'),
+    /**
+     * VILA-style token downsampling: each d×d block of neighbouring patch features is concatenated
+     * into one (d²·Wv) feature before the MLP, so the LLM sees (grid / d)² image tokens. 1 = LLaVA.
+     */
+    downsample: positiveInt.default(1),
   })
   .strict();
 
@@ -87,7 +92,11 @@ export const mllmConfigSchema = z
     }
     if (c.text.heads % c.text.kvHeads !== 0) issue(['text', 'kvHeads'], `heads ${c.text.heads} is not a multiple of kvHeads ${c.text.kvHeads}`);
     if (c.imageTokenId >= c.text.vocabSize) issue(['imageTokenId'], `imageTokenId ${c.imageTokenId} is outside the vocabulary (${c.text.vocabSize})`);
-    const tokens = (c.vision.imageSize / c.vision.patchSize) ** 2;
+    const grid = c.vision.imageSize / c.vision.patchSize;
+    if (Number.isInteger(grid) && grid % c.projector.downsample !== 0) {
+      issue(['projector', 'downsample'], `the ${grid}×${grid} patch grid is not divisible by downsample ${c.projector.downsample}`);
+    }
+    const tokens = (grid / c.projector.downsample) ** 2;
     if (tokens >= c.text.maxPositions) issue(['text', 'maxPositions'], `maxPositions ${c.text.maxPositions} leaves no room for text after ${tokens} image tokens`);
   });
 
@@ -114,7 +123,13 @@ export function resolveConfig(input: MllmConfigInput = {}, source = 'config'): M
 }
 
 /** Image tokens the projector hands to the language model: one per patch (CLS dropped, as LLaVA). */
-export const imageTokenCount = (c: MllmConfig): number => (c.vision.imageSize / c.vision.patchSize) ** 2;
+export const imageTokenCount = (c: MllmConfig): number => (c.vision.imageSize / c.vision.patchSize / c.projector.downsample) ** 2;
+
+/** ViT patches per image (grid²), before the projector's downsampling. */
+export const patchCount = (c: MllmConfig): number => (c.vision.imageSize / c.vision.patchSize) ** 2;
+
+/** Input width of the projector's first layer: d²·Wv. */
+export const projectorInput = (c: MllmConfig): number => c.projector.downsample ** 2 * c.vision.width;
 
 /** Projector hidden width after resolving 0 = text width. */
 export const projectorHidden = (c: MllmConfig): number => c.projector.hidden || c.text.width;

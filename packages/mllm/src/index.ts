@@ -2,7 +2,7 @@
  * @keel/mllm — a small LLaVA-style multimodal model (CLIP-style ViT → MLP projector → Llama-style
  * decoder), its generation, checkpoint IO, tokenizers and data. Knows nothing of tuning strategies.
  */
-export { resolveConfig, ConfigError, imageTokenCount, projectorHidden, mllmConfigSchema } from './config.js';
+export { resolveConfig, ConfigError, imageTokenCount, patchCount, projectorHidden, projectorInput, mllmConfigSchema } from './config.js';
 export type { MllmConfig, MllmConfigInput, VisionConfig, TextConfig, ProjectorConfig } from './config.js';
 export { MultimodalModel, Projector, imageRows } from './model/mllm.js';
 export type { ModelInput, ForwardOptions, ForwardResult } from './model/mllm.js';

@@ -4,7 +4,7 @@ import { fromHfConfig, hfConfigPaths, toHfConfig } from './hf-config.js';
 
 const nonDefault = resolveConfig({
   imageTokenId: 7,
-  projector: { hidden: 96, act: 'gelu_erf' },
+  projector: { hidden: 96, act: 'gelu_erf', downsample: 2 },
   vision: { imageSize: 48, patchSize: 12, channels: 1, width: 32, layers: 3, heads: 2, intermediate: 80, layerNormEps: 1e-6, act: 'gelu_erf' },
   text: { vocabSize: 300, width: 64, layers: 2, heads: 8, kvHeads: 4, intermediate: 160, ropeTheta: 500000, rmsNormEps: 1e-5, tieEmbeddings: false, maxPositions: 200 },
 });
@@ -34,6 +34,8 @@ describe('toHfConfig / fromHfConfig', () => {
   it('round-trips a config where every field differs from its default', () => {
     const hf = toHfConfig(nonDefault, { keelVersion: '0.1.0' });
     expect(hf.projector_hidden_size).toBe(96);
+    expect(hf.projector_downsample).toBe(2);
+    expect(hf.image_seq_length).toBe(4); // (48 / 12 / 2)²
     expect(hf.vision_config.hidden_act).toBe('gelu');
     expect(hf.keel_version).toBe('0.1.0');
     expect(fromHfConfig(JSON.parse(JSON.stringify(hf)), 'config.json')).toEqual(nonDefault);
@@ -93,7 +95,7 @@ describe('toHfConfig / fromHfConfig', () => {
     ['dropout', (h) => (h.vision_config.attention_dropout = 0.1), /vision_config\.attention_dropout: keel has no dropout/],
     ['a head_dim other than hidden / heads', (h) => (h.text_config.head_dim = 64), /text_config\.head_dim: 64 is not supported: keel's head dim is hidden_size \/ num_attention_heads = 32/],
     ['tie flags that disagree', (h) => (h.tie_word_embeddings = false), /tie_word_embeddings: false disagrees with text_config\.tie_word_embeddings true/],
-    ['an image_seq_length that disagrees', (h) => (h.image_seq_length = 576), /image_seq_length: 576 disagrees with \(image_size \/ patch_size\)² = 16/],
+    ['an image_seq_length that disagrees', (h) => (h.image_seq_length = 576), /image_seq_length: 576 disagrees with \(image_size \/ patch_size \/ projector_downsample\)² = 16/],
     ['a missing size field', (h) => delete h.text_config.hidden_size, /text_config\.hidden_size: Invalid input: expected number, received undefined/],
     ['a missing vision_config', (h) => delete h.vision_config, /vision_config: Invalid input: expected object, received undefined/],
     ['a missing vision_feature_layer', (h) => delete h.vision_feature_layer, /vision_feature_layer: required: keel feeds the projector the last encoder layer \(-1\); HF defaults to -2/],

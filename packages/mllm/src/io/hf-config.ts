@@ -7,6 +7,8 @@
  *   projector.hidden → projector_hidden_size (keel extension, written only when non-zero: HF's
  *     projector is always vision width → text width → text width, so transformers ignores this key
  *     and cannot load a checkpoint whose projector hidden width differs from the text width)
+ *   projector.downsample → projector_downsample (keel extension, written only when > 1: the
+ *     VILA-style d×d patch merge before the MLP, which transformers' LLaVA does not have)
  *   vision.{imageSize, patchSize, channels, width, layers, heads, intermediate, layerNormEps, act}
  *     → vision_config.{image_size, patch_size, num_channels, hidden_size, num_hidden_layers,
  *        num_attention_heads, intermediate_size, layer_norm_eps, hidden_act}
@@ -48,6 +50,7 @@ export interface HfLlavaConfig {
   image_seq_length: number;
   projector_hidden_act: string;
   projector_hidden_size?: number;
+  projector_downsample?: number;
   vision_feature_layer: -1;
   vision_feature_select_strategy: 'default';
   /** Mirrors text_config.tie_word_embeddings: transformers releases differ in which one they read. */
@@ -91,6 +94,7 @@ export function toHfConfig(c: MllmConfig, options: { keelVersion?: string } = {}
     image_seq_length: imageTokenCount(c),
     projector_hidden_act: HF_ACT[c.projector.act],
     ...(c.projector.hidden ? { projector_hidden_size: c.projector.hidden } : {}),
+    ...(c.projector.downsample > 1 ? { projector_downsample: c.projector.downsample } : {}),
     vision_feature_layer: -1,
     vision_feature_select_strategy: 'default',
     tie_word_embeddings: t.tieEmbeddings,
@@ -184,6 +188,7 @@ const hfLlavaSchema = z.object({
   image_seq_length: size.optional(),
   projector_hidden_act: activation('projector_hidden_act').default('gelu'),
   projector_hidden_size: size.optional(),
+  projector_downsample: size.optional(),
   multimodal_projector_bias: exactly(true, "keel's projector has biases").optional(),
   vision_feature_layer: exactly(-1, 'keel feeds the projector the last encoder layer (-1); HF defaults to -2 when absent'),
   vision_feature_select_strategy: exactly('default', "keel drops the CLS token ('default')").default('default'),
@@ -198,6 +203,7 @@ const HF_PATH: Record<string, string> = {
   imageTokenId: 'image_token_index',
   'projector.hidden': 'projector_hidden_size',
   'projector.act': 'projector_hidden_act',
+  'projector.downsample': 'projector_downsample',
   'vision.imageSize': 'vision_config.image_size',
   'vision.patchSize': 'vision_config.patch_size',
   'vision.channels': 'vision_config.num_channels',
@@ -247,7 +253,7 @@ export function fromHfConfig(json: unknown, source: string): MllmConfig {
 
   const candidate = {
     imageTokenId: h.image_token_index,
-    projector: { hidden: h.projector_hidden_size ?? 0, act: KEEL_ACT[h.projector_hidden_act]! },
+    projector: { hidden: h.projector_hidden_size ?? 0, act: KEEL_ACT[h.projector_hidden_act]!, downsample: h.projector_downsample ?? 1 },
     vision: {
       imageSize: v.image_size,
       patchSize: v.patch_size,
@@ -276,7 +282,7 @@ export function fromHfConfig(json: unknown, source: string): MllmConfig {
   if (!k.success) throw invalid(source, k.error.issues.map((i) => `${HF_PATH[i.path.join('.')] ?? i.path.join('.')}: ${i.message}`));
   const config = k.data;
   if (h.image_seq_length !== undefined && h.image_seq_length !== imageTokenCount(config)) {
-    throw invalid(source, [`image_seq_length: ${h.image_seq_length} disagrees with (image_size / patch_size)² = ${imageTokenCount(config)} image tokens`]);
+    throw invalid(source, [`image_seq_length: ${h.image_seq_length} disagrees with (image_size / patch_size / projector_downsample)² = ${imageTokenCount(config)} image tokens`]);
   }
   return config;
 }

@@ -18,7 +18,7 @@
  *   vision_tower.vision_model.encoder.layers.{i}.layer_norm{1,2}.{weight,bias}   (Wv)
  *   vision_tower.vision_model.encoder.layers.{i}.mlp.fc1.{weight,bias}           (Fv, Wv), (Fv)
  *   vision_tower.vision_model.encoder.layers.{i}.mlp.fc2.{weight,bias}           (Wv, Fv), (Wv)
- *   multi_modal_projector.linear_1.{weight,bias}                                 (Hp, Wv), (Hp)
+ *   multi_modal_projector.linear_1.{weight,bias}                                 (Hp, d²·Wv), (Hp)
  *   multi_modal_projector.linear_2.{weight,bias}                                 (W, Hp), (W)
  *   language_model.model.embed_tokens.weight                                     (V, W)
  *   language_model.model.layers.{i}.self_attn.{q,o}_proj.weight                  (W, W)
@@ -40,7 +40,7 @@
  * Hp projector hidden, V vocabulary, Hkv key/value heads, D head dim.
  * Non-goals: sharded checkpoints (model.safetensors.index.json), half-precision saving, streaming.
  */
-import { imageTokenCount, projectorHidden, resolveConfig, type MllmConfig } from '../config.js';
+import { patchCount, projectorHidden, projectorInput, resolveConfig, type MllmConfig } from '../config.js';
 import { fromHfConfig, toHfConfig } from './hf-config.js';
 import { parseSafetensors, serializeSafetensors, type SerializableTensor } from './safetensors.js';
 
@@ -84,7 +84,7 @@ export function llavaParameterShapes(c: MllmConfig): Map<string, number[]> {
   const vt = 'vision_tower.vision_model';
   m.set(`${vt}.embeddings.class_embedding`, [v.width]);
   m.set(PATCH_EMBEDDING, [v.width, v.channels * v.patchSize ** 2]);
-  m.set(`${vt}.embeddings.position_embedding.weight`, [imageTokenCount(c) + 1, v.width]);
+  m.set(`${vt}.embeddings.position_embedding.weight`, [patchCount(c) + 1, v.width]);
   m.set(`${vt}.pre_layrnorm.weight`, [v.width]);
   m.set(`${vt}.pre_layrnorm.bias`, [v.width]);
   for (let i = 0; i < v.layers; i++) {
@@ -103,7 +103,7 @@ export function llavaParameterShapes(c: MllmConfig): Map<string, number[]> {
     m.set(`${l}.layer_norm2.bias`, [v.width]);
   }
   const hp = projectorHidden(c);
-  m.set('multi_modal_projector.linear_1.weight', [hp, v.width]);
+  m.set('multi_modal_projector.linear_1.weight', [hp, projectorInput(c)]);
   m.set('multi_modal_projector.linear_1.bias', [hp]);
   m.set('multi_modal_projector.linear_2.weight', [t.width, hp]);
   m.set('multi_modal_projector.linear_2.bias', [t.width]);

@@ -71,6 +71,24 @@ describe('MultimodalModel forward', () => {
     });
   }
 
+  it('matches the reference with a VILA-style 2×2 patch merge (downsample 2: 16 patches → 4 image tokens)', async () => {
+    const model = new MultimodalModel(rt, { ...small, vision: { ...small.vision, imageSize: 16 }, projector: { hidden: 20, downsample: 2 } }, { seed: 5 });
+    const cfg = model.config;
+    expect(model.imageTokens).toBe(4);
+    expect(model.multi_modal_projector.linear_1.inFeatures).toBe(4 * 16);
+    const batch = collate([{ image: image(cfg, 2), prompt: 'what color is the circle ?', answer: 'blue' }], tok, cfg);
+    const logits = (await noGrad(() => tidy(() => model.forward(batch.input).logits)).toArray()) as Float32Array;
+    const want = referenceLogits(await weightsOf(model), cfg, batch.input.ids, image(cfg, 2));
+    expectClose(logits, want, 2e-4, 'downsampled row');
+    // the merged feature of token (0, 0) holds patches (0,0), (0,1), (1,0), (1,1) in that order
+    const feats = tensor(rt, Float32Array.from({ length: 16 * 3 }, (_, i) => i), [1, 16, 3]);
+    const merged = (await model.multi_modal_projector.merge(feats).toArray()) as Float32Array;
+    expect([...merged.subarray(0, 12)]).toEqual([0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17]);
+    feats.dispose();
+    model.dispose();
+    expect(() => resolveConfig({ ...small, projector: { downsample: 3 } })).toThrow(/projector\.downsample.*2×2 patch grid is not divisible by downsample 3/);
+  });
+
   it('left-padded prompts with masked keys match the reference with the same mask', async () => {
     const model = new MultimodalModel(rt, small, { seed: 4 });
     const cfg = model.config;

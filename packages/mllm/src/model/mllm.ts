@@ -12,25 +12,41 @@
  * Non-goals: several images per row, images of other sizes than the config's.
  */
 import type { Runtime } from '@keel/kernels';
-import { Activation, Linear, Module, concat, indexSelect, reshape, tensor, type Tensor } from '@keel/autograd';
-import { imageTokenCount, projectorHidden, resolveConfig, type MllmConfig, type MllmConfigInput } from '../config.js';
+import { Activation, Linear, Module, concat, indexSelect, permute, reshape, tensor, type Tensor } from '@keel/autograd';
+import { imageTokenCount, projectorHidden, projectorInput, resolveConfig, type MllmConfig, type MllmConfigInput } from '../config.js';
 import { LanguageModel, type LayerCache } from './language.js';
 import { VisionTower, patchTensor } from './vision.js';
 
-/** `multi_modal_projector`: (…, Wv) → (…, W). */
+/**
+ * `multi_modal_projector`: patch features (Bi, g², Wv) → image tokens (Bi, (g/d)², W). With
+ * downsample d > 1 each d×d block of neighbouring patches is first concatenated into one feature,
+ * in (dy, dx, channel) order (keel's layout; VILA's mlp_downsample orders channels differently).
+ */
 export class Projector extends Module {
   readonly linear_1: Linear;
   readonly linear_2: Linear;
   private readonly act: Activation;
+  private readonly grid: number;
+  private readonly d: number;
   constructor(rt: Runtime, c: MllmConfig, seed: number) {
     super();
     const hidden = projectorHidden(c);
-    this.linear_1 = this.module('linear_1', new Linear(rt, c.vision.width, hidden, { seed }));
+    this.grid = c.vision.imageSize / c.vision.patchSize;
+    this.d = c.projector.downsample;
+    this.linear_1 = this.module('linear_1', new Linear(rt, projectorInput(c), hidden, { seed }));
     this.linear_2 = this.module('linear_2', new Linear(rt, hidden, c.text.width, { seed: (seed + 1) >>> 0 }));
     this.act = new Activation(c.projector.act);
   }
+  /** (Bi, g², Wv) → (Bi, (g/d)², d²·Wv): block (by, bx) gathers patches (by·d + dy, bx·d + dx). */
+  merge(x: Tensor): Tensor {
+    const { grid: g, d } = this;
+    if (d === 1) return x;
+    const [B, , C] = x.shape as [number, number, number];
+    const blocks = reshape(x, [B, g / d, d, g / d, d, C]);
+    return reshape(permute(blocks, [0, 1, 3, 2, 4, 5]), [B, (g / d) ** 2, d * d * C]);
+  }
   forward(x: Tensor): Tensor {
-    return this.linear_2.forward(this.act.forward(this.linear_1.forward(x)));
+    return this.linear_2.forward(this.act.forward(this.linear_1.forward(this.merge(x))));
   }
 }
 

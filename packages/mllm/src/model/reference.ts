@@ -8,7 +8,7 @@
  * Non-goals: speed (it is O(T²) loops in plain TypeScript), gradients, KV caching.
  */
 import type { MllmConfig } from '../config.js';
-import { imageTokenCount, projectorHidden } from '../config.js';
+import { imageTokenCount, projectorHidden, projectorInput } from '../config.js';
 
 type Weights = ReadonlyMap<string, ArrayLike<number>>;
 type Mat = Float64Array; // row-major
@@ -166,13 +166,34 @@ function imageTokens(w: Weights, c: MllmConfig, image: ArrayLike<number>): Mat {
     const h2 = layerNorm(x, N, Wv, get(w, `${L}layer_norm2.weight`, Wv), get(w, `${L}layer_norm2.bias`, Wv), eps);
     x = add(x, lin('mlp.fc2', lin('mlp.fc1', h2, Wv, F).map(act), F, Wv));
   }
-  const feats = x.subarray(Wv); // drop CLS → (P, Wv)
+  const feats = downsample(x.subarray(Wv), g, Wv, c.projector.downsample); // drop CLS → (P, Wv) → (P/d², d²·Wv)
+  const Pt = imageTokenCount(c);
+  const In = projectorInput(c);
   const Hp = projectorHidden(c);
   const W = c.text.width;
   const pact = c.projector.act === 'gelu' ? geluTanh : geluErf;
   const m = 'multi_modal_projector.';
-  const h = linear(feats, P, Wv, get(w, `${m}linear_1.weight`, Hp * Wv), Hp, get(w, `${m}linear_1.bias`, Hp)).map(pact);
-  return linear(h, P, Hp, get(w, `${m}linear_2.weight`, W * Hp), W, get(w, `${m}linear_2.bias`, W));
+  const h = linear(feats, Pt, In, get(w, `${m}linear_1.weight`, Hp * In), Hp, get(w, `${m}linear_1.bias`, Hp)).map(pact);
+  return linear(h, Pt, Hp, get(w, `${m}linear_2.weight`, W * Hp), W, get(w, `${m}linear_2.bias`, W));
+}
+
+/** (g², C) patch features → ((g/d)², d²·C): token (by, bx) = patches (by·d + dy, bx·d + dx) in (dy, dx, c) order. */
+function downsample(feats: Mat, g: number, C: number, d: number): Mat {
+  if (d === 1) return feats;
+  const gb = g / d;
+  const out = new Float64Array(g * g * C);
+  let o = 0;
+  for (let by = 0; by < gb; by++) {
+    for (let bx = 0; bx < gb; bx++) {
+      for (let dy = 0; dy < d; dy++) {
+        for (let dx = 0; dx < d; dx++) {
+          const src = ((by * d + dy) * g + bx * d + dx) * C;
+          for (let ch = 0; ch < C; ch++) out[o++] = feats[src + ch]!;
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /**

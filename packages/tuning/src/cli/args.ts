@@ -12,3 +12,8 @@ export function positiveNumber(v: string): number {
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got '${v}'`);
   return n;
 }
+
+/** A bad flag value or config file found after parsing: printed as `keel: <message>`, exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -80,6 +80,29 @@ describe('keel CLI', () => {
       expect(Object.keys(done?.scores ?? {})).toEqual(expect.arrayContaining(['caption', 'vqa', 'text', 'mnist', 'novel', 'count']));
       expect((await readdir(dir)).sort()).toEqual(['README.md', 'config.json', 'metrics.json', 'model.safetensors', 'tokenizer.json']);
       expect(await readFile(join(dir, 'README.md'), 'utf8')).toMatch(/2 steps × 2 examples/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('pretrain --config applies model overrides (patch merge) and rejects bad files with exit 2', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'keel-pretrain-'));
+    try {
+      const cfg = join(dir, 'arch.json');
+      await writeFile(cfg, JSON.stringify({ vision: { patchSize: 4, width: 16, layers: 1, heads: 2, intermediate: 16 }, projector: { downsample: 2 }, text: { width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 16 } }));
+      const { err } = capture();
+      expect(await main(['pretrain', '--out', join(dir, 'ckpt'), '--steps', '1', '--batch', '2', '--eval', '1', '--config', cfg, '--json'])).toBe(0);
+      const hf = JSON.parse(await readFile(join(dir, 'ckpt', 'config.json'), 'utf8'));
+      expect(hf).toMatchObject({ projector_downsample: 2, image_seq_length: 16, vision_config: { patch_size: 4 } });
+      expect(await readFile(join(dir, 'ckpt', 'README.md'), 'utf8')).toMatch(/2×2 patch merge/);
+      await writeFile(cfg, JSON.stringify({ projector: { downsample: 3 } }));
+      expect(await main(['pretrain', '--out', join(dir, 'x'), '--config', cfg])).toBe(2);
+      expect(err.join('')).toMatch(/--config .*arch\.json: projector\.downsample: the 4×4 patch grid is not divisible by downsample 3/);
+      await writeFile(cfg, '{"vision": ');
+      expect(await main(['pretrain', '--out', join(dir, 'x'), '--config', cfg])).toBe(2);
+      expect(err.join('')).toMatch(/not valid JSON/);
+      expect(await main(['pretrain', '--out', join(dir, 'x'), '--config', join(dir, 'missing.json')])).toBe(2);
+      expect(err.join('')).toMatch(/missing\.json: cannot read the file/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -3,6 +3,7 @@
  * The `keel` command line. Each subcommand lives in its own file and is registered here explicitly.
  */
 import { Command, CommanderError } from 'commander';
+import { UsageError } from './args.js';
 import { registerInfo } from './info.js';
 import { registerPretrain } from './pretrain.js';
 import { registerSmoke } from './smoke.js';
@@ -30,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
       return e.exitCode === 0 ? 0 : 2;
     }
     console.error(`keel: ${e instanceof Error ? e.message : String(e)}`);
-    return 1;
+    return e instanceof UsageError ? 2 : 1;
   }
 }
 

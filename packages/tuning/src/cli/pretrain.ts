@@ -3,9 +3,9 @@
  * (config.json, model.safetensors, tokenizer.json, metrics.json and a README model card).
  */
 import { getRuntime } from '@keel/kernels';
-import { DOWNSTREAM_TASKS, GENERAL_TASKS, modelCard, pretrain, saveModel, type PretrainProgress } from '@keel/mllm';
+import { DOWNSTREAM_TASKS, GENERAL_TASKS, mllmConfigSchema, modelCard, pretrain, saveModel, type MllmConfigInput, type PretrainProgress } from '@keel/mllm';
 import { type Command } from 'commander';
-import { positiveInt, positiveNumber } from './args.js';
+import { UsageError, positiveInt, positiveNumber } from './args.js';
 
 interface PretrainFlags {
   out: string;
@@ -14,7 +14,28 @@ interface PretrainFlags {
   lr: number;
   seed: number;
   eval: number;
+  config?: string;
   json?: boolean;
+}
+
+/** Reads a JSON file of model-config overrides (MllmConfigInput); the model validates the fields. */
+async function readConfigOverrides(path: string): Promise<MllmConfigInput> {
+  const { readFile } = await import('node:fs/promises');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`--config ${path}: cannot read the file (${(e as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`--config ${path}: not valid JSON (${(e as Error).message})`);
+  }
+  const r = mllmConfigSchema.safeParse(json);
+  if (!r.success) throw new UsageError(`--config ${path}: ${r.error.issues.map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`).join('; ')}`);
+  return json as MllmConfigInput;
 }
 
 function formatProgress(p: PretrainProgress): string {
@@ -32,11 +53,13 @@ export function registerPretrain(program: Command): void {
     .option('--lr <x>', 'peak learning rate', positiveNumber, 2e-3)
     .option('--seed <n>', 'seed of data, init and batch order', (v) => positiveInt(v, true), 0)
     .option('--eval <n>', 'held-out examples scored per task', (v) => positiveInt(v), 300)
+    .option('--config <file>', 'JSON file of model-config overrides, e.g. {"vision":{"patchSize":4},"projector":{"downsample":2}}')
     .option('--json', 'machine-readable output: JSON progress lines and a final JSON result')
     .action(async (f: PretrainFlags) => {
+      const config = f.config ? await readConfigOverrides(f.config) : {};
       const rt = await getRuntime();
       const log = (s: string) => process.stderr.write(`${s}\n`);
-      const command = `keel pretrain --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}`;
+      const command = `keel pretrain --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.config ? ` --config ${JSON.stringify(config)}` : ''}`;
       try {
         const r = await pretrain(rt, {
           steps: f.steps,
@@ -44,6 +67,7 @@ export function registerPretrain(program: Command): void {
           lr: f.lr,
           seed: f.seed,
           evalCount: f.eval,
+          config,
           onProgress: (p) => (f.json ? console.log(JSON.stringify({ event: 'progress', ...p })) : log(formatProgress(p))),
         });
         const metrics = {
