@@ -21,3 +21,9 @@ export { evaluateTargetUpstream, harmonicMean, protocolScores } from './protocol
 export type { EvaluateOptions, Evaluation, ProtocolScores, TargetUpstream } from './protocol/scores.js';
 export { tune } from './protocol/tune.js';
 export type { TuneOptions, TuneProgress, TuneResult, TuneRow } from './protocol/tune.js';
+export { l2spStrategy, ewcStrategy, l2spConfigSchema, ewcConfigSchema, weightPenalty, diagonalFisher } from './strategies/regularized.js';
+export type { L2spConfig, EwcConfig } from './strategies/regularized.js';
+export { wiseFtStrategy, dareStrategy, tiesStrategy, tiesMerge, wiseFtConfigSchema, dareConfigSchema, tiesConfigSchema, tiesOptionsSchema, wiseFtWeight, dareScale, dareWeight, tiesTrim, tiesWeight } from './strategies/posthoc.js';
+export type { WiseFtConfig, DareConfig, TiesConfig, TiesOptions } from './strategies/posthoc.js';
+export { BENCH_SUITE, QUICK_SUITE, SELECTIVE_TARGETS, LOW_RANK_TARGETS, suiteLr } from './protocol/suite.js';
+export type { SuiteEntry } from './protocol/suite.js';

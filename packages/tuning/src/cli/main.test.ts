@@ -107,4 +107,64 @@ describe('keel CLI', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('tune → eval → generate on the bundled base: adapter, metrics and scores; a tuned dir loads back', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'keel-tune-'));
+    try {
+      const out = join(dir, 'run');
+      const { out: lines } = capture();
+      expect(await main(['tune', '--strategy', 'lora', '--task', 'count', '--steps', '2', '--batch', '2', '--eval', '2', '--out', out, '--json'])).toBe(0);
+      const done = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.event === 'done')!;
+      expect(done).toMatchObject({ strategy: 'lora', task: 'count' });
+      for (const k of ['T', 'U', 'H', 'E', 'F', 'O', 'trainable_pct', 'peak_mb', 'sec_per_step']) expect(typeof done[k], k).toBe('number');
+      expect((await readdir(out)).sort()).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'metrics.json']));
+      const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
+      expect(metrics.result.strategy).toBe('lora');
+      expect(metrics.evalCurve.map((p: { step: number }) => p.step)).toEqual([0, 2]);
+      lines.length = 0;
+      expect(await main(['eval', '--model', out, '--task', 'count', '--count', '2', '--json'])).toBe(0);
+      const scores = JSON.parse(lines.join(''));
+      expect(Object.keys(scores.scores)).toEqual(['count', 'caption', 'vqa', 'text']);
+      expect(scores.T).toBeCloseTo(metrics.final.T, 12); // the saved adapter reproduces the tuned model
+      const { getTask, encodePng, fromModelInput } = await import('@keel/mllm');
+      const [sample] = await getTask('count').samples('test', 1, 0, { size: 64 });
+      const png = join(dir, 'scene.png');
+      await writeFile(png, encodePng(fromModelInput(sample!.image!, { size: 64 })));
+      lines.length = 0;
+      expect(await main(['generate', '--model', out, '--image', png, '--prompt', sample!.prompt, '--json'])).toBe(0);
+      expect(typeof JSON.parse(lines.join('')).text).toBe('string');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('tune, eval and generate exit 2 naming a bad strategy, task, config field or image', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'keel-tune-'));
+    try {
+      const { err } = capture();
+      const last = () => err.join('').split('keel: ').at(-1) ?? '';
+      expect(await main(['tune', '--strategy', 'qlora', '--task', 'mnist'])).toBe(2);
+      expect(last()).toMatch(/unknown strategy "qlora"/);
+      expect(await main(['tune', '--strategy', 'lora', '--task', 'vqa'])).toBe(2);
+      expect(last()).toMatch(/--task vqa is a general task/);
+      expect(await main(['tune', '--strategy', 'lora', '--task', 'digits'])).toBe(2);
+      expect(last()).toMatch(/digits/);
+      const cfg = join(dir, 'lora.json');
+      await writeFile(cfg, JSON.stringify({ r: 0 }));
+      expect(await main(['tune', '--strategy', 'lora', '--task', 'mnist', '--config', cfg])).toBe(2);
+      expect(last()).toMatch(/lora\.json: lora config is invalid: r: rank r must be > 0/);
+      await writeFile(cfg, JSON.stringify({ strategy: 'full' }));
+      expect(await main(['tune', '--strategy', 'lora', '--task', 'mnist', '--config', cfg])).toBe(2);
+      expect(last()).toMatch(/--strategy lora disagrees with "strategy": "full"/);
+      expect(await main(['eval', '--model', dir, '--task', 'mnist'])).toBe(2);
+      expect(last()).toMatch(/neither a checkpoint \(config\.json\) nor a tuning output/);
+      const notPng = join(dir, 'x.png');
+      await writeFile(notPng, 'GIF89a');
+      const { bundledBasePath } = await import('./model-dir.js');
+      expect(await main(['generate', '--model', bundledBasePath(), '--image', notPng, '--prompt', 'what color is the circle ?'])).toBe(2);
+      expect(last()).toMatch(/x\.png: .*PNG/i);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -8,6 +8,8 @@ import { registerInfo } from './info.js';
 import { registerPretrain } from './pretrain.js';
 import { registerSmoke } from './smoke.js';
 import { registerStrategiesCommand } from './strategies.js';
+import { registerTune } from './tune.js';
+import { registerEvalGenerate } from './eval-generate.js';
 
 export function buildProgram(): Command {
   const program = new Command('keel')
@@ -18,6 +20,8 @@ export function buildProgram(): Command {
   registerSmoke(program);
   registerPretrain(program);
   registerStrategiesCommand(program);
+  registerTune(program);
+  registerEvalGenerate(program);
   return program;
 }
 

@@ -55,7 +55,7 @@ export function encodeAdapter<C>(def: StrategyDefinition<C>, config: C, modules:
 }
 
 /** Reads the strategy name and its config from adapter_config.json; `source` names the file in errors. */
-export function readAdapterConfig(configJson: string, source: string): { strategy: string; config: Record<string, unknown> } {
+export function readAdapterConfig(configJson: string, source: string): { strategy: string; config: Record<string, unknown>; baseModel: string | null } {
   let json: unknown;
   try {
     json = JSON.parse(configJson);
@@ -69,7 +69,8 @@ export function readAdapterConfig(configJson: string, source: string): { strateg
     throw new Error(`${source}: missing the "strategy" field${peft !== undefined ? ` (a PEFT-only file with peft_type ${JSON.stringify(peft)}; keel needs the "strategy" and "config" it writes)` : ''}`);
   }
   if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new Error(`${source}: "config" must be an object, got ${JSON.stringify(config)}`);
-  return { strategy, config: config as Record<string, unknown> };
+  const base = (json as { base_model_name_or_path?: unknown }).base_model_name_or_path;
+  return { strategy, config: config as Record<string, unknown>, baseModel: typeof base === 'string' && base ? base : null };
 }
 
 /** Decodes the weights file into state names with `def`'s key mapping; a foreign key is an error. */

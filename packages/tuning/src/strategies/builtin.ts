@@ -8,10 +8,12 @@
 import { bitfitStrategy } from './bitfit.js';
 import { fullStrategy } from './full.js';
 import { loraStrategy } from './lora.js';
+import { dareStrategy, tiesStrategy, wiseFtStrategy } from './posthoc.js';
+import { ewcStrategy, l2spStrategy } from './regularized.js';
 import { listStrategies, registerStrategy } from './registry.js';
 
 /** The built-in definitions in the order `keel strategies` lists them (selective → reparameterization). */
-export const BUILTIN_STRATEGIES = [fullStrategy, bitfitStrategy, loraStrategy] as const;
+export const BUILTIN_STRATEGIES = [fullStrategy, bitfitStrategy, l2spStrategy, ewcStrategy, wiseFtStrategy, dareStrategy, tiesStrategy, loraStrategy] as const;
 
 /** Registers every built-in method not registered yet (a same-named foreign definition is an error). */
 export function registerBuiltinStrategies(): void {

@@ -36,6 +36,26 @@ export function checkState(method: string, expected: ReadonlyMap<string, { shape
   if (problems.length) throw new Error(`${method}: saved state does not fit this model: ${problems.join('; ')}`);
 }
 
+/**
+ * What methods built on a selective instance read of it (L2-SP's and EWC's penalty, the post-hoc
+ * transforms): the W0 snapshots and where the tuned values live right now.
+ */
+export interface SelectiveTensors {
+  /** W0 by base name; empty once the instance was merged or removed. */
+  readonly w0: ReadonlyMap<string, Tensor>;
+  /** The tensor holding `name`'s tuned values: the parameter itself, or its stash while disabled. */
+  tuned(name: string): Tensor;
+}
+
+const selectiveViews = new WeakMap<StrategyInstance, SelectiveTensors>();
+
+/** The W0 snapshots and tuned-value locations of an instance made by `selectiveInstance`. */
+export function selectiveTensors(instance: StrategyInstance): SelectiveTensors {
+  const view = selectiveViews.get(instance);
+  if (!view) throw new Error('selectiveTensors: the instance was not made by selectiveInstance');
+  return view;
+}
+
 /** A selective instance over `params` (base name → parameter). */
 export function selectiveInstance(method: string, params: ReadonlyMap<string, Parameter>): StrategyInstance {
   const w0 = new Map([...params].map(([name, p]) => [name, snapshot(p)]));
@@ -50,7 +70,7 @@ export function selectiveInstance(method: string, params: ReadonlyMap<string, Pa
     for (const t of stash?.values() ?? []) t.dispose();
     stash = null;
   };
-  return {
+  const instance: StrategyInstance = {
     trainable: params,
     modules: [...new Set([...params.keys()].map((n) => n.slice(0, Math.max(0, n.lastIndexOf('.')))))],
     merge() {
@@ -91,4 +111,6 @@ export function selectiveInstance(method: string, params: ReadonlyMap<string, Pa
       merged = true;
     },
   };
+  selectiveViews.set(instance, { w0, tuned: (name) => stash?.get(name) ?? params.get(name)! });
+  return instance;
 }

@@ -1,0 +1,61 @@
+/**
+ * Where the CLI's models come from (Node only):
+ *   - the bundled base, `packages/mllm/base` (shipped with @keel/mllm), the default `--base`;
+ *   - a checkpoint directory (config.json + model.safetensors + tokenizer.json);
+ *   - a `keel tune --out` directory (adapter_config.json + adapter_model.safetensors), whose
+ *     adapter_config.json names its base in base_model_name_or_path: the base is loaded and the
+ *     adapter applied on top.
+ * A directory that is neither is an error listing what it holds.
+ */
+import { access, readdir } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Runtime } from '@keel/kernels';
+import { loadModel, type LoadedModel } from '@keel/mllm';
+import { ADAPTER_CONFIG_FILE, readAdapterConfig } from '../strategies/adapter-files.js';
+import { loadTuning, type TuningHandle } from '../strategies/apply.js';
+import { UsageError } from './args.js';
+
+/** The base checkpoint shipped inside @keel/mllm (`<package>/base`). */
+export function bundledBasePath(): string {
+  return fileURLToPath(new URL('../base/', import.meta.resolve('@keel/mllm'))).replace(/\/$/, '');
+}
+
+const exists = (p: string) =>
+  access(p).then(
+    () => true,
+    () => false,
+  );
+
+export interface LoadedTuned extends LoadedModel {
+  /** The applied adapter when `dir` was a tuning output; null for a plain checkpoint. */
+  handle: TuningHandle | null;
+  /** The checkpoint the weights came from. */
+  baseDir: string;
+}
+
+/** Loads a checkpoint or a tuning output directory (file comment). */
+export async function loadModelOrTuned(rt: Runtime, dir: string, flag = '--model'): Promise<LoadedTuned> {
+  if (await exists(join(dir, 'config.json'))) {
+    const loaded = await loadModel(rt, dir);
+    return { ...loaded, handle: null, baseDir: dir };
+  }
+  if (await exists(join(dir, ADAPTER_CONFIG_FILE))) {
+    const { readFile } = await import('node:fs/promises');
+    const saved = readAdapterConfig(await readFile(join(dir, ADAPTER_CONFIG_FILE), 'utf8'), join(dir, ADAPTER_CONFIG_FILE));
+    const named = saved.baseModel;
+    if (!named) throw new UsageError(`${flag} ${dir}: ${ADAPTER_CONFIG_FILE} does not name its base model (base_model_name_or_path); pass the base with --base`);
+    const baseDir = isAbsolute(named) ? named : resolve(dir, named);
+    const loaded = await loadModel(rt, baseDir);
+    try {
+      const handle = await loadTuning(loaded.model, dir);
+      return { ...loaded, handle, baseDir };
+    } catch (e) {
+      loaded.model.dispose();
+      throw e;
+    }
+  }
+  const held = await readdir(dir).catch(() => null);
+  if (held === null) throw new UsageError(`${flag} ${dir}: no such directory`);
+  throw new UsageError(`${flag} ${dir}: neither a checkpoint (config.json) nor a tuning output (${ADAPTER_CONFIG_FILE}); it holds: ${held.join(', ') || 'nothing'}`);
+}

@@ -1,0 +1,60 @@
+/**
+ * The benchmark's strategy suite: one row per method as the survey's table has it, each with the
+ * config and peak learning rate keel runs it with. `keel tune` takes its default lr from here, and
+ * `keel bench` runs these rows × the downstream tasks.
+ *
+ * Shared choices, so rows differ only in the method:
+ *   - selective methods train the projector and the whole LLM (SELECTIVE_TARGETS) with the vision
+ *     tower frozen, as SPIDER's LLaVA runs do; full fine-tuning trains the same set;
+ *   - low-rank methods adapt every LLM linear and the projector's two linears (LOW_RANK_TARGETS);
+ *   - learning rates: 1e-3 for methods that move base weights, 1e-2 for methods that train new,
+ *     zero-initialised or small tensors (adapters, prompts, IA3 vectors, LoRA factors), as in their
+ *     papers' small-model settings.
+ *
+ * Non-goals: per-task hyper-parameter search (every method gets one lr for every task).
+ */
+
+export interface SuiteEntry {
+  /** Row label in tables (a method can appear under several labels, e.g. full and projector-only). */
+  label: string;
+  /** The applyTuning config. */
+  config: { strategy: string; [field: string]: unknown };
+  lr: number;
+  /** Part of `keel bench --quick` (≥ 6 rows covering the three paradigms). */
+  quick?: boolean;
+}
+
+export const SELECTIVE_TARGETS: readonly string[] = ['multi_modal_projector.**', 'language_model.**'];
+export const LOW_RANK_TARGETS: readonly string[] = ['multi_modal_projector.**', 'language_model.**'];
+
+const sel = { targets: [...SELECTIVE_TARGETS] };
+
+export const BENCH_SUITE: readonly SuiteEntry[] = [
+  { label: 'full', config: { strategy: 'full', ...sel }, lr: 1e-3, quick: true },
+  { label: 'projector-only', config: { strategy: 'full', targets: ['multi_modal_projector.**'] }, lr: 3e-3 },
+  { label: 'bitfit', config: { strategy: 'bitfit' }, lr: 1e-2 },
+  { label: 'hft', config: { strategy: 'hft', ...sel }, lr: 1e-3 },
+  { label: 'topk-snip', config: { strategy: 'topk', ...sel, score: 'snip', fraction: 0.1 }, lr: 1e-3, quick: true },
+  { label: 'magnitude-mask', config: { strategy: 'magnitude_mask', ...sel }, lr: 1e-3 },
+  { label: 'spider', config: { strategy: 'spider', ...sel }, lr: 1e-3, quick: true },
+  { label: 'l2sp', config: { strategy: 'l2sp', ...sel }, lr: 1e-3 },
+  { label: 'ewc', config: { strategy: 'ewc', ...sel }, lr: 1e-3 },
+  { label: 'wise-ft', config: { strategy: 'wise_ft', ...sel }, lr: 1e-3 },
+  { label: 'dare', config: { strategy: 'dare', ...sel }, lr: 1e-3 },
+  { label: 'ties', config: { strategy: 'ties', ...sel }, lr: 1e-3 },
+  { label: 'adapter', config: { strategy: 'adapter' }, lr: 1e-2, quick: true },
+  { label: 'prompt', config: { strategy: 'prompt' }, lr: 1e-2 },
+  { label: 'prefix', config: { strategy: 'prefix' }, lr: 1e-2 },
+  { label: 'ia3', config: { strategy: 'ia3' }, lr: 1e-2 },
+  { label: 'lora', config: { strategy: 'lora', r: 8, alpha: 16, targets: [...LOW_RANK_TARGETS] }, lr: 1e-2, quick: true },
+  { label: 'dora', config: { strategy: 'dora', r: 8, alpha: 16, targets: [...LOW_RANK_TARGETS] }, lr: 1e-2 },
+  { label: 'pissa', config: { strategy: 'lora', r: 8, alpha: 8, init: 'pissa', targets: [...LOW_RANK_TARGETS] }, lr: 3e-3 },
+];
+
+/** The quick subset (`keel bench --quick`). */
+export const QUICK_SUITE: readonly SuiteEntry[] = BENCH_SUITE.filter((e) => e.quick);
+
+/** The suite's lr for a strategy name (its first row), or undefined when the suite does not run it. */
+export function suiteLr(strategy: string): number | undefined {
+  return BENCH_SUITE.find((e) => e.config.strategy === strategy)?.lr;
+}
