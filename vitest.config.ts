@@ -7,7 +7,7 @@ export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions, externalConditions: ['source'] } },
   test: {
-    include: ['packages/*/src/**/*.test.ts', 'bench/**/*.test.ts'],
+    include: ['packages/*/src/**/*.test.ts', 'bench/**/*.test.ts', 'examples/*/*.test.ts'],
     // One GPU device per worker; lavapipe uses every core itself, so run files one at a time.
     pool: 'forks',
     fileParallelism: false,

@@ -34,7 +34,7 @@ export type { ParamGroup, ParamsInput, OptimizerOptions, Group, OptimizerState, 
 export { SGD } from './optim/sgd.js';
 export type { SgdOptimizerOptions } from './optim/sgd.js';
 export { AdamW, MaskedAdamW } from './optim/adamw.js';
-export type { AdamWOptimizerOptions, OptimizerMaskMode } from './optim/adamw.js';
+export type { AdamWOptimizerOptions, OptimizerMaskMode, GradientArenas, GradientHook } from './optim/adamw.js';
 export { constantSchedule, linearWarmup, cosineSchedule, linearSchedule } from './optim/schedule.js';
 export type { Schedule, DecayOptions } from './optim/schedule.js';
 export { cast } from './ops/cast.js';

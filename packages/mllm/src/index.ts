@@ -8,7 +8,7 @@ export { MultimodalModel, Projector, imageRows } from './model/mllm.js';
 export type { ModelInput, ForwardOptions, ForwardResult } from './model/mllm.js';
 export { VisionTower, patchify, patchTensor } from './model/vision.js';
 export { LanguageModel } from './model/language.js';
-export type { LayerCache, DecoderOptions } from './model/language.js';
+export type { LayerCache, DecoderOptions, PrefixKV, PrefixSource } from './model/language.js';
 export { collate, collatePrompts, promptIds, stackImages, IGNORE } from './model/collate.js';
 export type { Example, TrainingBatch } from './model/collate.js';
 export { generate, pickToken } from './model/generate.js';

@@ -1,8 +1,6 @@
 /**
  * @keel/tuning — tuning strategies, the specialization-vs-forgetting evaluation, and the `keel` CLI.
  */
-export { formatInfo } from './cli/info.js';
-export { runSmoke } from './cli/smoke.js';
 export { applyTuning, loadTuning, loadTuningFromFiles, parseStrategyConfig } from './strategies/apply.js';
 export type { TuningHandle, TuningConfigInput, TuningOptimizerOptions } from './strategies/apply.js';
 export { registerStrategy, getStrategy, listStrategies } from './strategies/registry.js';
@@ -27,3 +25,29 @@ export { wiseFtStrategy, dareStrategy, tiesStrategy, tiesMerge, wiseFtConfigSche
 export type { WiseFtConfig, DareConfig, TiesConfig, TiesOptions } from './strategies/posthoc.js';
 export { BENCH_SUITE, QUICK_SUITE, SELECTIVE_TARGETS, LOW_RANK_TARGETS, suiteLr } from './protocol/suite.js';
 export type { SuiteEntry } from './protocol/suite.js';
+export { spiderStrategy, spiderConfigSchema, SpiderAllocation, anchoredInstance, appliedGradient } from './strategies/spider.js';
+export type { SpiderConfig, Anchor, AnchoredMethod } from './strategies/spider.js';
+export { importanceTopkStrategy, topkConfigSchema, IMPORTANCE_SCORES } from './strategies/importance-topk.js';
+export type { TopkConfig } from './strategies/importance-topk.js';
+export { magnitudeMaskStrategy, magnitudeMaskConfigSchema, magnitudeUpdateMask } from './strategies/magnitude-mask.js';
+export type { MagnitudeMaskConfig } from './strategies/magnitude-mask.js';
+export { hftStrategy, hftConfigSchema, hftFrozen } from './strategies/hft.js';
+export type { HftConfig } from './strategies/hft.js';
+export { houlsbyStrategy, houlsbyConfigSchema, bottleneckAdapter, HOULSBY_ACTIVATIONS } from './strategies/houlsby.js';
+export type { HoulsbyConfig, BottleneckWeights, HoulsbyActivation } from './strategies/houlsby.js';
+export { promptTuningStrategy, promptTuningConfigSchema } from './strategies/prompt-tuning.js';
+export type { PromptTuningConfig } from './strategies/prompt-tuning.js';
+export { prefixTuningStrategy, prefixTuningConfigSchema, prefixKV } from './strategies/prefix-tuning.js';
+export type { PrefixTuningConfig } from './strategies/prefix-tuning.js';
+export { ia3Strategy, ia3ConfigSchema, ia3FoldWeight } from './strategies/ia3.js';
+export type { Ia3Config } from './strategies/ia3.js';
+export { doraStrategy, doraConfigSchema, doraWeight } from './strategies/dora.js';
+export type { DoraConfig } from './strategies/dora.js';
+export { pissaFactors } from './strategies/pissa.js';
+export { svd, topSingular } from './strategies/svd.js';
+export type { Svd } from './strategies/svd.js';
+export { AdapterSet, DEFAULT_ADAPTER } from './strategies/adapter-set.js';
+export { renderTuneReport, renderBenchReport, checkTuneRow } from './report/report.js';
+export type { ReportChart, TuneReportInput, BenchReportInput, BenchRow } from './report/report.js';
+export { lineChart, tuChart, heatmap, scatterChart } from './report/charts.js';
+export type { LineSeries, LineChartOptions, TUPoint, HeatmapOptions, ScatterPoint, ScatterOptions } from './report/charts.js';

@@ -6,8 +6,12 @@
  * Masks are given per parameter and packed into arena order here: a bit mask on the CPU (one small
  * upload per `setBitMask`), SPIDER's c by GPU copies of the given tensors (per `setSpider`), W0 by a
  * GPU snapshot of the current parameters (on the first `setSpider`, or with `resetAnchor`).
+ * Methods that build their masks on the GPU hand them over already in arena order instead
+ * (`setBitMaskBuffer`, `setSpiderArenas`, checked against the optimizer's layout), usually from an
+ * `onGradients` hook, which runs inside `step()` between the gather (and clip record) and the fused
+ * update: a mask derived from this step's gradients then applies to this very step, with no readback.
  */
-import { maskedAdamW, type AdamWMask, type GpuBuffer, type Runtime } from '@keel/kernels';
+import { maskedAdamW, type AdamWMask, type GpuBuffer, type Runtime, type SegmentLayout } from '@keel/kernels';
 import type { Tensor } from '../tensor.js';
 import { Optimizer, type OptimizerOptions, type OptimizerState, type ParamsInput } from './optimizer.js';
 
@@ -52,11 +56,32 @@ export class AdamW extends Optimizer {
 
 export type OptimizerMaskMode = AdamWMask['mode'];
 
+/** What an `onGradients` hook sees: the optimizer's arenas of this step, gathered, not yet updated. */
+export interface GradientArenas {
+  /** (N,) the parameters before this step's update, in arena order. */
+  readonly params: GpuBuffer;
+  /** (N,) this step's raw gradients (zeros for a parameter without one); not yet clipped. */
+  readonly grads: GpuBuffer;
+  /** This step's clip record (grad-norm.ts; scale at word 2) when maxNorm or trackGradNorm is set. */
+  readonly clip: GpuBuffer | undefined;
+  /** The step being taken, 1-based. */
+  readonly step: number;
+}
+
+/**
+ * Runs inside `step()` before the fused update; may set this step's mask. A returned function runs
+ * once the update is recorded (to release buffers the mask used).
+ */
+export type GradientHook = (arenas: GradientArenas) => (() => void) | void;
+
 export class MaskedAdamW extends AdamW {
   private mode: OptimizerMaskMode = 'none';
   private bits: GpuBuffer | null = null;
   private w0: GpuBuffer | null = null;
   private c: GpuBuffer | null = null;
+  /** w0 and c belong to the caller (setSpiderArenas): never released here. */
+  private borrowed = false;
+  private gradientHook: GradientHook | null = null;
 
   get maskMode(): OptimizerMaskMode {
     return this.mode;
@@ -111,7 +136,7 @@ export class MaskedAdamW extends AdamW {
         throw new Error(`MaskedAdamW.setSpider: allocation [${ct.shape}] ${ct.dtype} for parameter [${p.shape}]`);
       }
     }
-    let w0 = this.mode === 'spider' && !options.resetAnchor ? this.w0 : null;
+    let w0 = this.mode === 'spider' && !this.borrowed && !options.resetAnchor ? this.w0 : null;
     if (!w0) {
       w0 = this.rt.createBuffer(bytes);
       this.gather(false);
@@ -124,6 +149,68 @@ export class MaskedAdamW extends AdamW {
     this.w0 = w0;
     this.c = cArena;
     this.mode = 'spider';
+  }
+
+  /** Throws unless `layout` is this optimizer's arena layout (same tensors, lengths and offsets). */
+  private checkLayout(what: string, layout: SegmentLayout): void {
+    const { table } = this;
+    const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+    if (!same(layout.lengths, table.lengths) || !same(layout.offsets, table.offsets) || layout.arenaLength !== table.arenaLength) {
+      throw new Error(
+        `MaskedAdamW.${what}: the mask was laid out for tensors [${layout.lengths}] at offsets [${layout.offsets}] (${layout.arenaLength} elements); ` +
+          `this optimizer holds [${table.lengths}] at [${table.offsets}] (${table.arenaLength} elements)`,
+      );
+    }
+  }
+
+  /**
+   * Hard mask already packed on the GPU: bit e (word e >> 5, bit e & 31) set = arena element e
+   * updates, `layout` being the layout it was built for (asserted equal to this optimizer's, e.g.
+   * topkThreshold's mask over a segment table of the same lengths). The optimizer takes ownership:
+   * `bits` is released with the next mask, clearMask() or dispose().
+   */
+  setBitMaskBuffer(bits: GpuBuffer, layout: SegmentLayout): void {
+    this.assertLive();
+    this.checkLayout('setBitMaskBuffer', layout);
+    const words = Math.ceil(this.table.arenaLength / 32);
+    if (bits.isReleased) throw new Error('MaskedAdamW.setBitMaskBuffer: the mask buffer was released');
+    if (bits.size < words * 4) throw new Error(`MaskedAdamW.setBitMaskBuffer: mask of ${bits.size / 4} words, need ${words} for ${this.table.arenaLength} arena elements`);
+    if (bits === this.bits) return;
+    this.releaseMasks();
+    this.bits = bits;
+    this.mode = 'bits';
+  }
+
+  /**
+   * SPIDER soft mode over arenas the caller owns: W ← W0 + c ⊙ (W_new − W0) with `w0` and `c` laid
+   * out by `layout` (asserted equal to this optimizer's). Both are borrowed, never released here, and
+   * must stay alive while this mode is set (call clearMask() before releasing them).
+   */
+  setSpiderArenas(w0: GpuBuffer, c: GpuBuffer, layout: SegmentLayout): void {
+    this.assertLive();
+    this.checkLayout('setSpiderArenas', layout);
+    const bytes = this.table.arenaLength * 4;
+    for (const [name, b] of [['w0', w0], ['c', c]] as const) {
+      if (b.isReleased) throw new Error(`MaskedAdamW.setSpiderArenas: arena '${name}' was released`);
+      if (b.size !== bytes) throw new Error(`MaskedAdamW.setSpiderArenas: arena '${name}' has ${b.size / 4} elements, the optimizer's arena ${bytes / 4}`);
+    }
+    if (w0 === c) throw new Error("MaskedAdamW.setSpiderArenas: arenas 'w0' and 'c' must be different buffers");
+    this.releaseMasks();
+    this.w0 = w0;
+    this.c = c;
+    this.borrowed = true;
+    this.mode = 'spider';
+  }
+
+  /** Installs (or with null removes) the hook run inside every step() before the fused update. */
+  onGradients(hook: GradientHook | null): void {
+    this.gradientHook = hook;
+  }
+
+  protected override update(t: number, clip: GpuBuffer | undefined): void {
+    const after = this.gradientHook?.({ params: this.paramArena, grads: this.gradArena, clip, step: t });
+    super.update(t, clip);
+    after?.();
   }
 
   /** Back to plain AdamW. */
@@ -139,8 +226,9 @@ export class MaskedAdamW extends AdamW {
   }
 
   private releaseMasks(): void {
-    for (const b of [this.bits, this.w0, this.c]) if (b) this.rt.release(b);
+    for (const b of this.borrowed ? [this.bits] : [this.bits, this.w0, this.c]) if (b) this.rt.release(b);
     this.bits = this.w0 = this.c = null;
+    this.borrowed = false;
   }
 
   protected override async extraState(): Promise<OptimizerState['extra']> {
@@ -173,6 +261,7 @@ export class MaskedAdamW extends AdamW {
   }
 
   override dispose(): void {
+    this.gradientHook = null;
     this.releaseMasks();
     super.dispose();
   }

@@ -119,6 +119,8 @@ export async function generate(
     for (let n = 0; n < o.maxNewTokens; n++) {
       const logits = (await last.toArray()) as Float32Array;
       last.dispose();
+      // <image> is a placeholder for projected image features, never text: the model must not emit it
+      for (let b = 0; b < B; b++) logits[b * V + model.config.imageTokenId] = -Infinity;
       const next = new Int32Array(B);
       for (let b = 0; b < B; b++) {
         const tokId = done[b] ? tok.specials.pad : pickToken(logits.subarray(b * V, (b + 1) * V), o.temperature, o.topP, rand);

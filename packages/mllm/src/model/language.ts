@@ -41,6 +41,25 @@ export interface LayerCache {
   v: Tensor;
 }
 
+/** Learned keys and values one layer places before every sequence (prefix tuning): (Hkv, n, D) each. */
+export interface PrefixKV {
+  k: Tensor;
+  v: Tensor;
+}
+
+/**
+ * Tuning extension point (prefix tuning whose prefixes are a function of other parameters, such as
+ * Li & Liang's MLP reparameterization): `build()` runs at each sequence's first step, inside the
+ * caller's scope, so the prefixes are recomputed from the current parameters and differentiable.
+ * Overrides the layers' own `prefix` fields while set.
+ */
+export interface PrefixSource {
+  /** Prefix tokens n (the same in every layer). */
+  readonly length: number;
+  /** One prefix per decoder layer, in layer order. */
+  build(): readonly PrefixKV[];
+}
+
 export interface DecoderOptions {
   /** Cached keys/values per layer (length = layers) from earlier steps; null for a fresh sequence. */
   cache?: readonly LayerCache[] | null;
@@ -72,13 +91,13 @@ export class LlamaAttention extends Module {
    * tokens has its text rotated from n + p, so its prefix keys are rotated by p to keep every
    * query–prefix angle as in the unpadded row. They enter the cache at the first step.
    */
-  prefix: { k: Tensor; v: Tensor } | null = null;
+  prefix: PrefixKV | null = null;
 
-  /** x (B, T, W) → (B, T, W) and this layer's cache extended by the T new tokens. */
-  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null, leadPads: readonly number[] | null): { out: Tensor; cache: LayerCache } {
+  /** x (B, T, W) → (B, T, W) and this layer's cache extended by the T new tokens. `prefix` overrides the field for this call. */
+  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null, leadPads: readonly number[] | null, prefix: PrefixKV | null = this.prefix): { out: Tensor; cache: LayerCache } {
     const c = this.c;
     const B = x.shape[0]!;
-    const nPrefix = this.prefix ? this.prefix.k.shape[1]! : 0;
+    const nPrefix = prefix ? prefix.k.shape[1]! : 0;
     const keysBefore = past ? past.k.shape[2]! : nPrefix; // absolute key index (= position) of this step's first token
     const ropeOpts = { layout: 'BHTD', offset: keysBefore, theta: c.ropeTheta } as const;
     const q = rope(splitHeads(this.q_proj.forward(x), c.heads), ropeOpts);
@@ -87,17 +106,16 @@ export class LlamaAttention extends Module {
     if (past) {
       k = concat([past.k, k], 2);
       v = concat([past.v, v], 2);
-    } else if (this.prefix) {
-      k = concat([this.prefixKeys(B, leadPads), k], 2);
-      v = concat([expand(reshape(this.prefix.v, [1, ...this.prefix.v.shape]), [B, ...this.prefix.v.shape]), v], 2);
+    } else if (prefix) {
+      k = concat([this.prefixKeys(prefix.k, B, leadPads), k], 2);
+      v = concat([expand(reshape(prefix.v, [1, ...prefix.v.shape]), [B, ...prefix.v.shape]), v], 2);
     }
     const a = attention(q, k, v, { causal: true, qOffset: keysBefore, ...(keyPadding ? { keyPadding } : {}) });
     return { out: this.o_proj.forward(mergeHeads(a)), cache: { k, v } };
   }
 
   /** Prefix keys (B, Hkv, n, D), row b rotated by its left padding (one rope per distinct padding). */
-  private prefixKeys(B: number, leadPads: readonly number[] | null): Tensor {
-    const pk = this.prefix!.k;
+  private prefixKeys(pk: Tensor, B: number, leadPads: readonly number[] | null): Tensor {
     const one = reshape(pk, [1, ...pk.shape]);
     const pads = leadPads ?? new Array<number>(B).fill(0);
     const distinct = [...new Set(pads)];
@@ -138,8 +156,8 @@ export class DecoderBlock extends Module {
     this.input_layernorm = this.module('input_layernorm', new RMSNorm(rt, c.width, eps));
     this.post_attention_layernorm = this.module('post_attention_layernorm', new RMSNorm(rt, c.width, eps));
   }
-  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null, leadPads: readonly number[] | null): { out: Tensor; cache: LayerCache } {
-    const a = this.self_attn.forward(this.input_layernorm.forward(x), past, keyPadding, leadPads);
+  forward(x: Tensor, past: LayerCache | null, keyPadding: Tensor | null, leadPads: readonly number[] | null, prefix?: PrefixKV | null): { out: Tensor; cache: LayerCache } {
+    const a = this.self_attn.forward(this.input_layernorm.forward(x), past, keyPadding, leadPads, prefix); // undefined: the layer's own field
     x = add(x, a.out);
     x = add(x, this.mlp.forward(this.post_attention_layernorm.forward(x)));
     return { out: x, cache: a.cache };
@@ -182,17 +200,24 @@ export class LanguageModel extends Module {
     const layers = this.model.layers;
     const past = o.cache ?? null;
     if (past && past.length !== layers.length) throw new Error(`LanguageModel.decode: cache has ${past.length} layers, model has ${layers.length}`);
+    // prefixes enter the cache at the first step; later steps find them there
+    const built = !past && this.prefixSource ? this.prefixSource.build() : null;
+    if (built && built.length !== layers.length) throw new Error(`LanguageModel.decode: prefixSource built ${built.length} prefixes, model has ${layers.length} layers`);
     const cache: LayerCache[] = [];
     for (let i = 0; i < layers.length; i++) {
-      const r = layers.at(i).forward(x, past ? past[i]! : null, o.keyPadding ?? null, o.leadPads ?? null);
+      const r = layers.at(i).forward(x, past ? past[i]! : null, o.keyPadding ?? null, o.leadPads ?? null, built ? built[i]! : undefined);
       x = r.out;
       cache.push(r.cache);
     }
     return { hidden: this.model.norm.forward(x), cache };
   }
 
+  /** See PrefixSource; null: each layer's own `prefix` field applies. */
+  prefixSource: PrefixSource | null = null;
+
   /** Prefix keys per layer (prefix tuning; 0 without). All layers carry the same count. */
   prefixLength(): number {
+    if (this.prefixSource) return this.prefixSource.length;
     const n = this.model.layers.items.map((l) => (l.self_attn.prefix ? l.self_attn.prefix.k.shape[1]! : 0));
     if (n.some((x) => x !== n[0])) throw new Error(`LanguageModel: layers carry different prefix lengths (${n.join(', ')})`);
     return n[0] ?? 0;

@@ -238,6 +238,24 @@ describe('generate', () => {
     model.dispose();
   });
 
+  it('never emits the <image> placeholder, even where it has the highest logit', async () => {
+    // find a random model whose first greedy pick would be <image>
+    const ex = { image: null, prompt: 'what color is the circle ?' };
+    let model: MultimodalModel | null = null;
+    for (let seed = 0; seed < 200 && !model; seed++) {
+      const m = new MultimodalModel(rt, small, { seed });
+      const batch = collatePrompts([ex], tok, m.config);
+      const logits = (await noGrad(() => tidy(() => m.forward(batch.input, { keyFlags: batch.keyFlags }).logits)).toArray()) as Float32Array;
+      const V = m.config.text.vocabSize;
+      if (pickToken(logits.subarray(logits.length - V), 0, 1, Math.random) === tok.specials.image) model = m;
+      else m.dispose();
+    }
+    expect(model, 'a seed whose argmax is <image>').not.toBeNull();
+    const [g] = await generate(model!, tok, [ex], { maxNewTokens: 4 });
+    expect(g!.ids).not.toContain(tok.specials.image);
+    model!.dispose();
+  });
+
   it('stops at a stop token, samples deterministically per seed, and validates options', async () => {
     const model = new MultimodalModel(rt, small, { seed: 12 });
     const prompts = [{ image: null, prompt: 'what color is the' }];

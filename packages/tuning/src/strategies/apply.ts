@@ -41,6 +41,11 @@ export interface TuningHandle<C = unknown> {
   extraStateBytes(): number;
   /** AdamW over the trainable tensors (re-freezes every other base parameter). Disposed with the handle. */
   optimizer(options: TuningOptimizerOptions): AdamW;
+  /**
+   * Settles when the method's asynchronous initialization has written its tensors (PiSSA reads the
+   * base weights back for their SVD); at once for every other method. trainStep waits for it.
+   */
+  ready(): Promise<void>;
   /** One step on `batch`: answer loss (+ the method's extra loss), backward, hooks, update. Returns the loss. */
   trainStep(optimizer: AdamW, batch: TrainingBatch): Promise<number>;
   merge(): void;
@@ -118,6 +123,8 @@ function makeHandle<C>(model: MultimodalModel, def: StrategyDefinition<C>, confi
       }
     },
   };
+  // an instance whose init reads the GPU back (PiSSA) exposes `ready`; until it settles it refuses optimizer steps
+  const initialized = instance.ready ?? Promise.resolve();
   const numTrainable = () => [...instance.trainable.values()].reduce((s, p) => s + p.size, 0);
   const source = (dir: string) => `${dir}/adapter_model.safetensors`;
   const handle: TuningHandle<C> = {
@@ -142,8 +149,10 @@ function makeHandle<C>(model: MultimodalModel, def: StrategyDefinition<C>, confi
       optimizers.push(opt);
       return opt;
     },
+    ready: () => initialized,
     async trainStep(optimizer, batch) {
       alive('trainStep');
+      await initialized;
       if (!instance.extraLoss) return trainStep(model, optimizer, batch, hooks);
       const loss = tidy(() => {
         const extra = instance.extraLoss!();

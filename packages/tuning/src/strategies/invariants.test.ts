@@ -21,6 +21,8 @@ beforeAll(async () => {
 afterAll(() => rt.destroy());
 
 const PROJ = (n: string) => n.startsWith('multi_modal_projector.');
+const HFT_TARGETS = ['multi_modal_projector.**', 'language_model.model.norm'];
+const HFT_CHANGES = (n: string) => PROJ(n) || n === 'language_model.model.norm.weight';
 
 const CASES: Case[] = [
   { label: 'full (every parameter)', config: { strategy: 'full' }, lr: 1e-3, changes: () => true },
@@ -33,6 +35,16 @@ const CASES: Case[] = [
   },
   { label: 'full (norms only)', config: { strategy: 'full', targets: [...NORM_TARGETS] }, lr: 3e-2, changes: (n) => /(layer_norm\d|layrnorm|layernorm|model\.norm)\.(weight|bias)$/.test(n) },
   { label: 'bitfit', config: { strategy: 'bitfit' }, lr: 3e-2, changes: (n) => n.endsWith('.bias') },
+  { label: 'hft (round 1, seed 0, projector + final norm)', config: { strategy: 'hft', round: 1, seed: 0, targets: HFT_TARGETS }, lr: 1e-2, changes: HFT_CHANGES, extraStateFactor: 1 },
+  { label: 'hft (round 2, seed 1, projector + final norm)', config: { strategy: 'hft', round: 2, seed: 1, targets: HFT_TARGETS }, lr: 1e-2, changes: HFT_CHANGES, extraStateFactor: 1 },
+  { label: 'spider (every parameter)', config: { strategy: 'spider' }, lr: 1e-2, changes: () => true, extraStateFactor: 3 },
+  { label: 'spider (projector + last decoder layer)', config: { strategy: 'spider', targets: ['multi_modal_projector.**', 'language_model.model.layers.1'] }, lr: 1e-2, changes: (n) => PROJ(n) || n.startsWith('language_model.model.layers.1.'), extraStateFactor: 3 },
+  { label: 'topk (snip, per tensor, k 0.1)', config: { strategy: 'topk' }, lr: 1e-2, changes: () => true, extraStateFactor: 1 },
+  { label: 'topk (magnitude, global, k 0.5, projector weights)', config: { strategy: 'topk', score: 'magnitude', scope: 'global', k: 0.5, targets: ['multi_modal_projector.*.weight'] }, lr: 1e-2, changes: (n) => PROJ(n) && n.endsWith('.weight'), extraStateFactor: 1 },
+  { label: 'topk (grad_sum, global, k 0.3, refresh 1, projector)', config: { strategy: 'topk', score: 'grad_sum', scope: 'global', k: 0.3, refresh: 1, targets: ['multi_modal_projector.**'] }, lr: 1e-2, changes: PROJ, extraStateFactor: 2 },
+  { label: 'topk (fisher, per tensor, k 0.2, refresh 2)', config: { strategy: 'topk', score: 'fisher', k: 0.2, refresh: 2 }, lr: 1e-2, changes: () => true, extraStateFactor: 2 },
+  { label: 'magnitude_mask (p 0.5, every parameter)', config: { strategy: 'magnitude_mask' }, lr: 1e-2, changes: () => true, extraStateFactor: 1 },
+  { label: 'magnitude_mask (p 0.9, projector)', config: { strategy: 'magnitude_mask', p: 0.9, targets: ['multi_modal_projector.**'] }, lr: 1e-2, changes: PROJ, extraStateFactor: 1 },
   { label: 'l2sp (every parameter)', config: { strategy: 'l2sp', lambda: 0.1 }, lr: 1e-3, changes: () => true },
   { label: 'l2sp (projector)', config: { strategy: 'l2sp', lambda: 1, targets: ['multi_modal_projector.**'] }, lr: 1e-2, changes: PROJ },
   { label: 'ewc (every parameter)', config: { strategy: 'ewc', lambda: 0.1 }, lr: 1e-3, changes: () => true, extraStateFactor: 2 },
@@ -43,8 +55,20 @@ const CASES: Case[] = [
   { label: 'dare (decoder MLPs, p = 0.9)', config: { strategy: 'dare', targets: ['language_model.**.mlp'] }, lr: 1e-2, changes: (n) => /^language_model\.model\.layers\.\d\.mlp\./.test(n) },
   { label: 'ties (every parameter, density 0.2)', config: { strategy: 'ties' }, lr: 1e-3, changes: () => true },
   { label: 'ties (projector, density 0.5, λ = 1.5)', config: { strategy: 'ties', density: 0.5, lambda: 1.5, targets: ['multi_modal_projector.**'] }, lr: 1e-2, changes: PROJ },
+  { label: 'adapter (o_proj + down_proj, bottleneck 4, gelu)', config: { strategy: 'adapter', bottleneck: 4 }, lr: 1e-2, changes: null },
+  { label: 'adapter (relu, o_proj + projector, bottleneck 2)', config: { strategy: 'adapter', bottleneck: 2, activation: 'relu', targets: ['language_model.**.o_proj', 'multi_modal_projector.linear_2'] }, lr: 1e-2, changes: null },
+  { label: 'prompt (4 vocab tokens)', config: { strategy: 'prompt', tokens: 4 }, lr: 1e-2, changes: null, identityAtInit: false },
+  { label: 'prompt (2 random tokens)', config: { strategy: 'prompt', tokens: 2, init: 'random', seed: 3 }, lr: 1e-2, changes: null, identityAtInit: false },
+  { label: 'prefix (4 tokens)', config: { strategy: 'prefix', tokens: 4 }, lr: 1e-2, changes: null, identityAtInit: false },
+  { label: 'prefix (3 tokens, MLP reparameterization)', config: { strategy: 'prefix', tokens: 3, reparameterize: true, encoderHidden: 8 }, lr: 1e-2, changes: null, identityAtInit: false },
+  { label: 'ia3 (k, v, down_proj)', config: { strategy: 'ia3' }, lr: 3e-2, changes: null },
+  { label: 'ia3 (every linear; biased vision/projector layers)', config: { strategy: 'ia3', targets: ['**'], feedforward: ['**.down_proj', '**.fc2', 'multi_modal_projector.linear_2'] }, lr: 3e-2, changes: null },
   { label: 'lora (default q/v targets)', config: { strategy: 'lora', r: 4, alpha: 8 }, lr: 1e-2, changes: null },
   { label: 'lora (rsLoRA, every linear)', config: { strategy: 'lora', r: 2, alpha: 4, rslora: true, targets: ['**'] }, lr: 1e-2, changes: null },
+  { label: 'lora (init pissa)', config: { strategy: 'lora', r: 4, alpha: 8, init: 'pissa' }, lr: 1e-2, changes: null, extraStateFactor: 2 },
+  { label: 'dora (default q/v targets)', config: { strategy: 'dora', r: 4, alpha: 8 }, lr: 1e-2, changes: null },
+  { label: 'dora (rsLoRA, projector)', config: { strategy: 'dora', r: 2, alpha: 4, rslora: true, targets: ['multi_modal_projector.**'] }, lr: 1e-2, changes: null },
+  { label: 'dora (init pissa, v_proj)', config: { strategy: 'dora', r: 5, alpha: 10, init: 'pissa', targets: ['language_model.**.v_proj'] }, lr: 1e-2, changes: null, extraStateFactor: 31 / 16 },
 ];
 
 describe('invariant table', () => {

@@ -10,8 +10,9 @@
  *   additive            adds new modules or tokens; the base is untouched (adapters, prompts …)
  *   reparameterization  re-expresses some base weights through new parameters (LoRA, DoRA …)
  *
- * Non-goals: several adapters of one method on one model (one instance per model for now),
- * optimizer state (the handle's optimizer owns it).
+ * Several adapters of one method on one model are told apart by their config's `name` (LoRA, DoRA;
+ * adapter-set.ts switches between them).
+ * Non-goals: optimizer state (the handle's optimizer owns it).
  */
 import type { AdamW, Parameter, Schedule, Tensor } from '@keel/autograd';
 import type { MultimodalModel, StepHooks, TrainingBatch } from '@keel/mllm';
@@ -43,6 +44,11 @@ export interface StrategyInstance {
   readonly trainable: ReadonlyMap<string, Parameter>;
   /** The module paths the method attached to (resolved from the config's target patterns). */
   readonly modules: readonly string[];
+  /**
+   * Settles when init that reads the GPU back (PiSSA's SVD) has written the method's tensors; until
+   * then the method computes the base function exactly and refuses optimizer steps.
+   */
+  readonly ready?: Promise<void>;
   /** Called around the optimizer step (importance accumulation, interpolation towards W0 …). */
   readonly hooks?: StepHooks;
   /**
@@ -111,3 +117,11 @@ export interface StrategyDefinition<C> {
   /** Installs the method on `model`; `config` has passed `schema`. Bad targets throw here. */
   apply(model: MultimodalModel, config: C, context: StrategyContext): StrategyInstance;
 }
+
+/**
+ * A definition whose config type is erased, for lists of different methods (the built-in table).
+ * `apply` takes its config contravariantly, so no concrete C covers them all; configs reaching
+ * `apply` have always passed the definition's own schema.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyStrategyDefinition = StrategyDefinition<any>;
