@@ -61,6 +61,12 @@ export interface StrategyInstance {
    * and before evaluation or saving. Idempotence is not required; the handle calls it at most once.
    */
   finalize?(): void;
+  /**
+   * Masked methods: the share of each trainable tensor's entries the method lets move at the last
+   * step (SPIDER: c > 0; hard masks: set bits; HFT: 1 or 0 per tensor), by trainable name, each in
+   * [0, 1]. Reads the GPU. Absent for methods without a mask.
+   */
+  maskDensity?(): Promise<Map<string, number>>;
   /** A scalar added to the task loss (regularizers such as L2-SP); null when it is zero this step. */
   extraLoss?(): Tensor | null;
   /**
