@@ -117,7 +117,8 @@ describe('keel CLI', () => {
       const done = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((e) => e.event === 'done')!;
       expect(done).toMatchObject({ strategy: 'lora', task: 'count' });
       for (const k of ['T', 'U', 'H', 'E', 'F', 'O', 'trainable_pct', 'peak_mb', 'sec_per_step']) expect(typeof done[k], k).toBe('number');
-      expect((await readdir(out)).sort()).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'metrics.json']));
+      expect((await readdir(out)).sort()).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors', 'metrics.json', 'report.html', 'loss.png']));
+      expect(await readFile(join(out, 'report.html'), 'utf8')).toMatch(/<svg/);
       const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
       expect(metrics.result.strategy).toBe('lora');
       expect(metrics.evalCurve.map((p: { step: number }) => p.step)).toEqual([0, 2]);
@@ -163,6 +164,30 @@ describe('keel CLI', () => {
       const { bundledBasePath } = await import('./model-dir.js');
       expect(await main(['generate', '--model', bundledBasePath(), '--image', notPng, '--prompt', 'what color is the circle ?'])).toBe(2);
       expect(last()).toMatch(/x\.png: .*PNG/i);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('bench runs suite rows × tasks and writes bench.json in the documented shape, bench.md and bench.html', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'keel-bench-'));
+    try {
+      const { out: lines } = capture();
+      const json = join(dir, 'result.json');
+      expect(await main(['bench', '--strategies', 'full,lora,spider', '--tasks', 'count', '--steps', '2', '--batch', '2', '--eval', '2', '--out', join(dir, 'b'), '--json', json])).toBe(0);
+      const bench = JSON.parse(await readFile(json, 'utf8'));
+      expect(Object.keys(bench.base.T)).toEqual(['count']);
+      expect(typeof bench.base.U).toBe('number');
+      expect(bench.rows.map((r: { strategy: string }) => r.strategy)).toEqual(['full', 'spider', 'lora']);
+      for (const r of bench.rows) for (const k of ['task', 'T', 'U', 'H', 'E', 'F', 'O', 'trainable_pct', 'peak_mb', 'sec']) expect(r, k).toHaveProperty(k);
+      expect((await readdir(join(dir, 'b'))).sort()).toEqual(expect.arrayContaining(['bench.html', 'bench.json', 'bench.md']));
+      expect((await readFile(join(dir, 'b', 'bench.md'), 'utf8')).match(/^\| (\*\*)?(full|spider|lora)\b/gm)?.length).toBe(3);
+      expect(lines.some((l) => l.includes('"event":"done"'))).toBe(true);
+      const { err } = capture();
+      expect(await main(['bench', '--strategies', 'full,qlora'])).toBe(2);
+      expect(err.join('')).toMatch(/--strategies: unknown 'qlora'/);
+      expect(await main(['bench', '--tasks', 'vqa'])).toBe(2);
+      expect(err.join('')).toMatch(/'vqa' is a general task/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -10,6 +10,7 @@ import { registerSmoke } from './smoke.js';
 import { registerStrategiesCommand } from './strategies.js';
 import { registerTune } from './tune.js';
 import { registerEvalGenerate } from './eval-generate.js';
+import { registerBench } from './bench.js';
 
 export function buildProgram(): Command {
   const program = new Command('keel')
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerStrategiesCommand(program);
   registerTune(program);
   registerEvalGenerate(program);
+  registerBench(program);
   return program;
 }
 

@@ -21,6 +21,8 @@ import { getStrategy } from '../strategies/registry.js';
 import { UsageError, positiveInt, positiveNumber } from './args.js';
 import { bundledBasePath } from './model-dir.js';
 import { startProgress, writeFileAtomic } from './progress.js';
+import type { TuneReportInput } from '../report/report.js';
+import { writeTuneReport } from '../report/write.node.js';
 
 interface TuneFlags {
   strategy?: string;
@@ -96,8 +98,24 @@ export function formatTuneResult(r: TuneResult, out: string): string {
     `         T      U      H      E      F      O`,
     `base  ${pct(r.base.T).padStart(5)}  ${pct(r.base.U).padStart(5)}`,
     `tuned ${[w.T, w.U, w.H, w.E, w.F, w.O].map((x) => pct(x).padStart(5)).join('  ')}`,
-    `saved to ${out} (adapter, metrics.json, report.html)`,
+    `saved to ${out} (adapter, metrics.json, report.html + PNG plots)`,
   ].join('\n');
+}
+
+/** The report of one run (report/report.ts): curves, final table, mask heatmap, answers before/after. */
+export function tuneReportInput(r: TuneResult, config: Record<string, unknown>): TuneReportInput {
+  return {
+    title: `keel tune: ${r.row.strategy} on ${r.row.task}`,
+    strategy: r.row.strategy,
+    task: r.row.task,
+    config,
+    lossCurve: r.lossCurve,
+    evalCurve: r.evalCurve,
+    table: r.row,
+    base: { T: r.base.T, U: r.base.U },
+    ...(r.masks ? { masks: r.masks } : {}),
+    samples: r.base.samples.map((b, i) => ({ prompt: b.prompt, answer: b.answer, before: b.prediction, after: r.final.samples[i]?.prediction ?? '' })),
+  };
 }
 
 export function registerTune(program: Command): void {
@@ -147,6 +165,7 @@ export function registerTune(program: Command): void {
         await r.handle.save(out, { baseModel: baseDir });
         const metrics = { command: 'keel tune', strategy: config.strategy, task: f.task, config: r.handle.config, flags: { steps: f.steps, batch: f.batch, lr, seed: f.seed, eval: f.eval, evalEvery: f.evalEvery }, base: r.base, final: r.final, result: r.row, lossCurve: r.lossCurve, evalCurve: r.evalCurve };
         await writeFileAtomic(join(out, 'metrics.json'), `${JSON.stringify(metrics, null, 2)}\n`);
+        await writeTuneReport(out, tuneReportInput(r, config));
         r.handle.dispose();
         model.dispose();
         if (f.json) console.log(JSON.stringify({ event: 'done', out, ...r.row }));

@@ -52,6 +52,8 @@ export interface EvaluateOptions {
 export interface Evaluation extends TargetUpstream {
   /** Accuracy per task: the target and every general task. */
   scores: Record<string, number>;
+  /** The first held-out target examples with the model's answers (the same examples for every model). */
+  samples: { prompt: string; answer: string; prediction: string }[];
 }
 
 /** Scores `model` on the target task and the general suite (greedy exact match on held-out splits). */
@@ -63,10 +65,13 @@ export async function evaluateTargetUpstream(model: MultimodalModel, tok: Tokeni
   if (general.includes(options.task)) throw new Error(`evaluateTargetUpstream: the target task '${options.task}' is also in the general suite (${general.join(', ')}); T and U must not overlap`);
   const size = model.config.vision.imageSize;
   const scores: Record<string, number> = {};
+  let samples: Evaluation['samples'] = [];
   for (const name of [options.task, ...general]) {
     const examples = (await getTask(name).samples('test', count, options.seed ?? 0, { size })).map(toExample);
-    scores[name] = (await evaluateExamples(model, tok, examples)).accuracy;
+    const r = await evaluateExamples(model, tok, examples, { keepSamples: 6 });
+    scores[name] = r.accuracy;
+    if (name === options.task) samples = r.samples;
   }
   const U = general.reduce((s, n) => s + scores[n]!, 0) / general.length;
-  return { T: scores[options.task]!, U, scores };
+  return { T: scores[options.task]!, U, scores, samples };
 }

@@ -45,7 +45,7 @@ export const BENCH_SUITE: readonly SuiteEntry[] = [
   { label: 'adapter', config: { strategy: 'adapter' }, lr: 1e-2, quick: true },
   { label: 'prompt', config: { strategy: 'prompt' }, lr: 1e-2 },
   { label: 'prefix', config: { strategy: 'prefix' }, lr: 1e-2 },
-  { label: 'ia3', config: { strategy: 'ia3' }, lr: 1e-2 },
+  { label: 'ia3', config: { strategy: 'ia3' }, lr: 1e-2, quick: true },
   { label: 'lora', config: { strategy: 'lora', r: 8, alpha: 16, targets: [...LOW_RANK_TARGETS] }, lr: 1e-2, quick: true },
   { label: 'dora', config: { strategy: 'dora', r: 8, alpha: 16, targets: [...LOW_RANK_TARGETS] }, lr: 1e-2 },
   { label: 'pissa', config: { strategy: 'lora', r: 8, alpha: 8, init: 'pissa', targets: [...LOW_RANK_TARGETS] }, lr: 3e-3 },

@@ -77,6 +77,8 @@ export interface TuneResult {
   lossCurve: [number, number][];
   /** T and U at step 0 (the base), every evalEvery steps, and at the end. */
   evalCurve: { step: number; T: number; U: number }[];
+  /** Masked methods: density[tensor][snapshot] of entries allowed to move, at each eval step after 0; null otherwise. */
+  masks: { names: string[]; density: number[][]; steps: number[] } | null;
 }
 
 function positiveInt(name: string, v: number): number {
@@ -130,6 +132,11 @@ export async function tune(model: MultimodalModel, tok: Tokenizer, options: Tune
     const rand = seededRandom((seed ^ 0x6a09e667) >>> 0);
     const lossCurve: [number, number][] = [];
     const evalCurve: TuneResult['evalCurve'] = [{ step: 0, T: base.T, U: base.U }];
+    const maskSnapshots: { step: number; density: Map<string, number> }[] = [];
+    const snapshotMasks = async (step: number) => {
+      const d = await handle.maskDensity();
+      if (d) maskSnapshots.push({ step, density: d });
+    };
     rt.resetPeak();
     let trainSec = 0;
     let recent = 0;
@@ -149,12 +156,14 @@ export async function tune(model: MultimodalModel, tok: Tokenizer, options: Tune
         recentCount = 0;
       }
       if (evalEvery > 0 && step % evalEvery === 0 && step < steps) {
+        await snapshotMasks(step);
         const e = await evaluateTargetUpstream(model, tok, evalOptions);
         evalCurve.push({ step, T: e.T, U: e.U });
         options.onEval?.(step, e);
       }
     }
     const peakBytes = rt.stats().peakLiveBytes;
+    await snapshotMasks(steps);
     handle.finalize();
     const final = await evaluateTargetUpstream(model, tok, evalOptions);
     evalCurve.push({ step: steps, T: final.T, U: final.U });
@@ -171,7 +180,9 @@ export async function tune(model: MultimodalModel, tok: Tokenizer, options: Tune
       sec_per_step: trainSec / steps,
       sec: trainSec,
     };
-    return { handle, base, final, scores, row, lossCurve, evalCurve };
+    const names = maskSnapshots.length ? [...maskSnapshots[0]!.density.keys()] : [];
+    const masks = maskSnapshots.length ? { names, density: names.map((n) => maskSnapshots.map((m) => m.density.get(n) ?? 0)), steps: maskSnapshots.map((m) => m.step) } : null;
+    return { handle, base, final, scores, row, lossCurve, evalCurve, masks };
   } catch (e) {
     handle.dispose();
     throw e;

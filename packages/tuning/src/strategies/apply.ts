@@ -39,6 +39,8 @@ export interface TuningHandle<C = unknown> {
   /** 100 · trainable / (base parameters + added parameters), as PEFT prints it. */
   trainablePercent(): number;
   extraStateBytes(): number;
+  /** Masked methods: share of each trainable tensor's entries allowed to move (strategy.ts); null for the others. */
+  maskDensity(): Promise<Map<string, number>> | null;
   /** AdamW over the trainable tensors (re-freezes every other base parameter). Disposed with the handle. */
   optimizer(options: TuningOptimizerOptions): AdamW;
   /**
@@ -140,6 +142,7 @@ function makeHandle<C>(model: MultimodalModel, def: StrategyDefinition<C>, confi
       return all === 0 ? 0 : (100 * numTrainable()) / all;
     },
     extraStateBytes: () => instance.extraStateBytes(),
+    maskDensity: () => instance.maskDensity?.() ?? null,
     optimizer(options) {
       alive('optimizer');
       if (instance.trainable.size === 0) throw new Error(`TuningHandle(${def.name}).optimizer: the method has no trainable tensors`);

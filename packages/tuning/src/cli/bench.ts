@@ -1,0 +1,154 @@
+/**
+ * `keel bench`: the survey's table on keel — strategies × downstream tasks on one base model, each
+ * run by protocol/tune.ts with the suite's config and lr (protocol/suite.ts) and the same step
+ * budget, scored by the one protocol (T, U, H, E, F, O, trainable %, peak MB, s/step).
+ *
+ * The base is scored once: U on the general suite and T per task, on the same held-out draw every
+ * tuned model is scored on. Each run starts from a fresh load of the base.
+ *
+ * Writes under --out: bench.json ({ base: { U, T: { task } }, rows: [...], device, date, command }),
+ * bench.md (a table per task), bench.html (tables + T-vs-U scatter per task) and scatter PNGs; with
+ * --json FILE also bench.json there. `--quick` runs the quick subset on one task with a shorter
+ * budget (under 10 minutes on a 2-core CPU with lavapipe).
+ */
+import { resolve } from 'node:path';
+import { getRuntime } from '@keel/kernels';
+import { DOWNSTREAM_TASKS, GENERAL_TASKS, getTask, loadModel } from '@keel/mllm';
+import { type Command } from 'commander';
+import { evaluateTargetUpstream, type Evaluation } from '../protocol/scores.js';
+import { BENCH_SUITE, QUICK_SUITE, type SuiteEntry } from '../protocol/suite.js';
+import { tune } from '../protocol/tune.js';
+import type { BenchReportInput, BenchRow } from '../report/report.js';
+import { writeBenchReport } from '../report/write.node.js';
+import { registerBuiltinStrategies } from '../strategies/builtin.js';
+import { getStrategy } from '../strategies/registry.js';
+import { UsageError, positiveInt } from './args.js';
+import { bundledBasePath } from './model-dir.js';
+import { startProgress, writeFileAtomic } from './progress.js';
+
+interface BenchFlags {
+  quick?: boolean;
+  strategies?: string;
+  tasks?: string;
+  base?: string;
+  steps?: number;
+  batch: number;
+  eval?: number;
+  seed: number;
+  out: string;
+  json?: string;
+}
+
+/** The suite rows named by --strategies (labels or strategy names, comma-separated), in suite order. */
+export function selectSuite(list: string | undefined, quick: boolean): SuiteEntry[] {
+  const pool = quick && !list ? QUICK_SUITE : BENCH_SUITE;
+  if (!list) return [...pool];
+  const wanted = list.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = wanted.filter((w) => !BENCH_SUITE.some((e) => e.label === w || e.config.strategy === w));
+  if (unknown.length) throw new UsageError(`--strategies: unknown ${unknown.map((u) => `'${u}'`).join(', ')}; the suite has ${BENCH_SUITE.map((e) => e.label).join(', ')}`);
+  // a strategy name selects its first suite row; a label selects exactly that row
+  return BENCH_SUITE.filter((e) => wanted.includes(e.label) || (wanted.includes(e.config.strategy) && BENCH_SUITE.find((f) => f.config.strategy === e.config.strategy) === e));
+}
+
+export function selectTasks(list: string | undefined, quick: boolean): string[] {
+  if (!list) return quick ? ['mnist'] : [...DOWNSTREAM_TASKS];
+  const tasks = list.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const t of tasks) {
+    let task;
+    try {
+      task = getTask(t);
+    } catch (e) {
+      throw new UsageError(`--tasks: ${(e as Error).message}`);
+    }
+    if (task.kind !== 'downstream') throw new UsageError(`--tasks: '${t}' is a general task (it makes up U); bench tunes on downstream tasks: ${DOWNSTREAM_TASKS.join(', ')}`);
+  }
+  return tasks;
+}
+
+const pct = (x: number) => (100 * x).toFixed(1).padStart(5);
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description('run strategies × downstream tasks on the base model; write bench.json, bench.md and bench.html')
+    .option('--quick', 'the quick subset (6 strategies) on mnist with 100 steps and 100 held-out examples')
+    .option('--strategies <list>', 'comma-separated suite labels or strategy names (default: the whole suite)')
+    .option('--tasks <list>', `comma-separated downstream tasks (default: ${DOWNSTREAM_TASKS.join(',')})`)
+    .option('--base <dir>', 'base checkpoint directory (default: the bundled base)')
+    .option('--steps <n>', 'optimizer steps per run (default 300; 100 with --quick)', (v) => positiveInt(v))
+    .option('--batch <n>', 'examples per step', (v) => positiveInt(v), 16)
+    .option('--eval <n>', 'held-out examples per task (default 200; 100 with --quick)', (v) => positiveInt(v))
+    .option('--seed <n>', 'seed of data and methods', (v) => positiveInt(v, true), 0)
+    .option('--out <dir>', 'output directory', 'keel-bench')
+    .option('--json <file>', 'also write bench.json to this path; print JSON lines instead of text')
+    .action(async (f: BenchFlags) => {
+      registerBuiltinStrategies();
+      const suite = selectSuite(f.strategies, !!f.quick);
+      for (const e of suite) getStrategy(e.config.strategy); // every suite method is registered
+      const tasks = selectTasks(f.tasks, !!f.quick);
+      const steps = f.steps ?? (f.quick ? 100 : 300);
+      const evalCount = f.eval ?? (f.quick ? 100 : 200);
+      const baseDir = resolve(f.base ?? bundledBasePath());
+      const out = resolve(f.out);
+      const command = `keel bench${f.quick ? ' --quick' : ''}${f.strategies ? ` --strategies ${f.strategies}` : ''}${f.tasks ? ` --tasks ${f.tasks}` : ''} --steps ${steps} --batch ${f.batch} --eval ${evalCount} --seed ${f.seed}`;
+      const log = (s: string) => (f.json ? undefined : process.stderr.write(`${s}\n`));
+      const rt = await getRuntime();
+      try {
+        // the base, scored once on the draw every run is scored on
+        const base = await loadModel(rt, baseDir);
+        const baseEval = new Map<string, Evaluation>();
+        for (const task of tasks) baseEval.set(task, await evaluateTargetUpstream(base.model, base.tokenizer, { task, count: evalCount, seed: f.seed }));
+        base.model.dispose();
+        const first = baseEval.get(tasks[0]!)!;
+        const baseScores = { U: first.U, T: Object.fromEntries(tasks.map((t) => [t, baseEval.get(t)!.T])) };
+        log(`base: U ${pct(first.U)} %  (${GENERAL_TASKS.map((g) => `${g} ${pct(first.scores[g]!)}`).join(', ')}); T ${tasks.map((t) => `${t} ${pct(baseEval.get(t)!.T)}`).join(', ')}`);
+        if (f.json) console.log(JSON.stringify({ event: 'base', ...baseScores }));
+
+        const rows: BenchRow[] = [];
+        for (const task of tasks) {
+          for (const entry of suite) {
+            const { model, tokenizer } = await loadModel(rt, baseDir);
+            const bar = f.json ? null : startProgress(`${entry.label.padEnd(14)} ${task}`, steps);
+            try {
+              const r = await tune(model, tokenizer, {
+                config: entry.config,
+                task,
+                steps,
+                batchSize: f.batch,
+                lr: entry.lr,
+                seed: f.seed,
+                evalCount,
+                base: baseEval.get(task)!,
+                progressEvery: 5,
+                onProgress: (p) => bar?.update(p.step, { loss: p.loss, sps: p.samplesPerSec }),
+              });
+              bar?.stop();
+              const row: BenchRow = { ...r.row, strategy: entry.label };
+              rows.push(row);
+              r.handle.dispose();
+              if (f.json) console.log(JSON.stringify({ event: 'row', ...row }));
+              else log(`${entry.label.padEnd(14)} ${task.padEnd(6)} T ${pct(row.T)}  U ${pct(row.U)}  H ${pct(row.H)}  E ${pct(row.E)}  F ${pct(row.F)}  ${row.trainable_pct.toFixed(2)} % trainable  ${row.sec_per_step.toFixed(2)} s/step`);
+            } finally {
+              bar?.stop();
+              model.dispose();
+            }
+          }
+        }
+        const a = rt.info.adapter;
+        const report: BenchReportInput = { device: `${a.description || a.architecture} (${a.vendor})`, date: new Date().toISOString().slice(0, 10), command, base: baseScores, rows };
+        const json = `${JSON.stringify({ ...report, steps, batch: f.batch, evalCount, seed: f.seed }, null, 2)}\n`;
+        await writeBenchReport(out, report);
+        await writeFileAtomic(resolve(out, 'bench.json'), json);
+        if (f.json) {
+          await writeFileAtomic(resolve(f.json), json);
+          console.log(JSON.stringify({ event: 'done', out, json: resolve(f.json) }));
+        } else {
+          const { readFile } = await import('node:fs/promises');
+          console.log(await readFile(resolve(out, 'bench.md'), 'utf8'));
+          log(`report: ${out}/bench.html (T-vs-U scatter per task, PNGs beside it); data: ${out}/bench.json`);
+        }
+      } finally {
+        rt.destroy();
+      }
+    });
+}
