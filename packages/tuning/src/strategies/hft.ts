@@ -14,11 +14,15 @@
  * CPU once per round (N/32 words, no readback) in the optimizer's onGradients hook of the round's first
  * step and handed over with setBitMaskBuffer. W0 for disable/merge: selective.ts's snapshots.
  *
+ * maskDensity: 0 for the tensors the round of the last step freezes, 1 for the others; 1 for every
+ * tensor before the first step (no round has begun). Known on the CPU (the frozen set is recorded when
+ * the round's mask is built), so nothing is read back.
+ *
  * Dimension legend: N arena elements (padding included), T trainable tensors.
  * Non-goals: the paper's per-block balancing (half of each layer's attention and of its MLP
  * matrices; here the half is drawn over all selected tensors), skipping the frozen half's backward.
  */
-import { MaskedAdamW } from '@keel/autograd';
+import { MaskedAdamW, type Parameter } from '@keel/autograd';
 import type { SegmentLayout } from '@keel/kernels';
 import { z } from 'zod';
 import { selectiveInstance } from './selective.js';
@@ -93,9 +97,12 @@ export const hftStrategy: StrategyDefinition<HftConfig> = {
     const params = selectParameters(model, config.targets, 'hft');
     const base = selectiveInstance('hft', params);
     const optimizers: MaskedAdamW[] = [];
+    let frozen: ReadonlySet<Parameter> = new Set(); // the current round's, for maskDensity
+    let live = true;
     const detach = () => {
       for (const o of optimizers) o.onGradients(null);
       optimizers.length = 0;
+      live = false;
     };
     const instance: StrategyInstance = {
       ...base,
@@ -103,11 +110,16 @@ export const hftStrategy: StrategyDefinition<HftConfig> = {
         const opt = new MaskedAdamW(ps[0]!.rt, ps, options);
         opt.onGradients(({ step }) => {
           if ((step - 1) % config.round !== 0) return;
-          const frozen = hftFrozen(ps.length, config.seed, (step - 1) / config.round);
-          opt.setBitMaskBuffer(opt.rt.upload(wholeTensorMask(opt.table, frozen)), opt.table);
+          const round = hftFrozen(ps.length, config.seed, (step - 1) / config.round);
+          frozen = new Set(ps.filter((_, t) => round[t]));
+          opt.setBitMaskBuffer(opt.rt.upload(wholeTensorMask(opt.table, round)), opt.table);
         });
         optimizers.push(opt);
         return opt;
+      },
+      async maskDensity() {
+        if (!live) throw new Error('hft.maskDensity: the method was merged or removed; it masks nothing any more');
+        return new Map([...params].map(([name, p]) => [name, frozen.has(p) ? 0 : 1]));
       },
       merge() {
         base.merge();

@@ -18,15 +18,23 @@
  * from then on). No readback. g is the gradient the optimizer applies (clipped when maxNorm is set,
  * see spider.ts); snip's ranking does not depend on it (one scale for all entries), the sums do.
  *
- * Dimension legend: N arena elements (padding included), T trainable tensors.
+ * maskDensity: per tensor, the share of set bits of the mask this instance computed last (with scope
+ * 'tensor' that is ceil(k·n)/n unless NaN scores leave fewer eligible; with 'global' the split of the
+ * one k across tensors); 1 for every tensor before the first mask (nothing restricts an update yet;
+ * 'magnitude' computes its mask when the optimizer is made, the others at step 1). The optimizer owns
+ * its mask, so each new mask is also copied into a buffer of the instance (ceil(N/32) words, once per
+ * refresh); maskDensity reads those words back and counts bits per tensor on the CPU. A mask loaded
+ * into the optimizer from a saved optimizer state is not seen here.
+ *
+ * Dimension legend: N arena elements (padding included), T trainable tensors, n one tensor's size.
  * Non-goals: resetting the sums at a refresh, sparsity schedules (k changing over training), masks
  * on added parameters, storing the mask in the adapter (a save holds the tuned weights only).
  */
 import type { MaskedAdamW } from '@keel/autograd';
-import { importanceScores, topkThreshold, type GpuBuffer, type ImportanceMode, type Runtime, type SegmentTable } from '@keel/kernels';
+import { importanceScores, topkThreshold, type GpuBuffer, type ImportanceMode, type Runtime, type SegmentLayout, type SegmentTable } from '@keel/kernels';
 import { z } from 'zod';
 import type { StrategyDefinition } from './strategy.js';
-import { anchoredInstance, appliedGradient, zeroArena } from './spider.js';
+import { anchoredInstance, appliedGradient, share, zeroArena } from './spider.js';
 import { selectParameters, targetPatterns } from './targets.js';
 
 export const IMPORTANCE_SCORES = ['magnitude', 'snip', 'grad_sum', 'fisher'] as const satisfies readonly ImportanceMode[];
@@ -50,11 +58,28 @@ export const topkConfigSchema = z
 
 export type TopkConfig = z.infer<typeof topkConfigSchema>;
 
-/** Top-`k` mask of `scores` (an arena of `table`) handed to `opt`, which owns it from then on. */
-function setTopkMask(rt: Runtime, opt: MaskedAdamW, scores: GpuBuffer, table: SegmentTable, k: number, scope: 'tensor' | 'global'): void {
+/**
+ * Top-`k` mask of `scores` (an arena of `table`) handed to `opt`, which owns it from then on; its words
+ * are also copied into `copy` (ceil(N/32) u32).
+ */
+function setTopkMask(rt: Runtime, opt: MaskedAdamW, scores: GpuBuffer, table: SegmentTable, k: number, scope: 'tensor' | 'global', copy: GpuBuffer): void {
   const { threshold, mask } = topkThreshold(rt, scores, { fraction: k }, { mode: scope, table });
   rt.release(threshold);
+  rt.copy(mask, copy, copy.size);
   opt.setBitMaskBuffer(mask, table);
+}
+
+/** Set bits of each tensor's range [offset, offset + n) of a packed arena mask (bit e: word e >> 5, bit e & 31). */
+export function maskCounts(words: Uint32Array, layout: SegmentLayout): number[] {
+  return layout.lengths.map((n, t) => {
+    let count = 0;
+    for (let e = layout.offsets[t]!, end = e + n; e < end; e += 32) {
+      let w = words[e >>> 5]! >>> 0;
+      if (end - e < 32) w &= 2 ** (end - e) - 1; // offsets are multiples of 64: only the last word is partial
+      for (; w; w &= w - 1) count++;
+    }
+    return count;
+  });
 }
 
 /** Whether step t (1-based) recomputes the mask. */
@@ -72,12 +97,14 @@ export const importanceTopkStrategy: StrategyDefinition<TopkConfig> = {
       // grad_sum's S or fisher's F
       const acc = score === 'grad_sum' || score === 'fisher' ? zeroArena(rt, table) : null;
       const scoresArena = () => rt.createBuffer(table.arenaLength * 4);
+      let bits: GpuBuffer | null = null; // the last mask's words, for maskDensity
+      const maskCopy = () => (bits ??= rt.createBuffer(Math.max(1, Math.ceil(table.arenaLength / 32)) * 4));
       return {
         arenas: acc ? 1 : 0,
         attach(opt) {
           if (score === 'magnitude') {
             const out = importanceScores(rt, { mode: 'magnitude', w0, out: scoresArena(), table });
-            setTopkMask(rt, opt, out, table, k, scope);
+            setTopkMask(rt, opt, out, table, k, scope, maskCopy());
             rt.release(out);
             return;
           }
@@ -87,12 +114,20 @@ export const importanceTopkStrategy: StrategyDefinition<TopkConfig> = {
             const g = appliedGradient(opt, arenas);
             const state = score === 'fisher' ? { f: acc! } : score === 'grad_sum' ? { s: acc! } : { w: arenas.params };
             const out = importanceScores(rt, { mode: score, g: g.g, ...state, out: scoresArena(), table });
-            if (due) setTopkMask(rt, opt, out, table, k, scope);
+            if (due) setTopkMask(rt, opt, out, table, k, scope, maskCopy());
             g.done();
             rt.release(out);
           });
         },
-        release: () => acc && rt.release(acc),
+        async density() {
+          if (!bits) return table.lengths.map(() => 1);
+          return maskCounts(await rt.readU32(bits), table).map((count, t) => share(count, table.lengths[t]!));
+        },
+        smallBytes: () => bits?.size ?? 0,
+        release() {
+          for (const b of [acc, bits]) if (b) rt.release(b);
+          bits = null;
+        },
       };
     });
   },

@@ -17,13 +17,16 @@
  * the tensor's τ), and the top n − r keys per tensor (topkThreshold again) — that mask is the update
  * mask. No readback; nothing per step.
  *
+ * maskDensity: (n − ceil(p·n)) / n per tensor, a constant of the config and the tensor sizes (the
+ * update mask always holds exactly that many entries: its keys are never NaN), so nothing is read back.
+ *
  * Dimension legend: N arena elements (padding included), T trainable tensors, n one tensor's size.
  * Non-goals: other ranking criteria (see importance-topk.ts), a mask that changes during training.
  */
 import { binaryForward, importanceScores, topkCounts, topkThreshold, type GpuBuffer, type Runtime, type SegmentTable } from '@keel/kernels';
 import { z } from 'zod';
 import type { StrategyDefinition } from './strategy.js';
-import { anchoredInstance } from './spider.js';
+import { anchoredInstance, share } from './spider.js';
 import { selectParameters, targetPatterns } from './targets.js';
 
 export const magnitudeMaskConfigSchema = z
@@ -75,6 +78,10 @@ export const magnitudeMaskStrategy: StrategyDefinition<MagnitudeMaskConfig> = {
     return anchoredInstance('magnitude_mask', selectParameters(model, config.targets, 'magnitude_mask'), ({ rt, table, w0 }) => ({
       arenas: 0,
       attach: (opt) => opt.setBitMaskBuffer(magnitudeUpdateMask(rt, w0, table, config.p), table),
+      density: async () => {
+        const reset = topkCounts({ fraction: config.p }, table.lengths);
+        return table.lengths.map((n, t) => share(n - reset[t]!, n));
+      },
       release: () => {},
     }));
   },

@@ -1,7 +1,7 @@
 /**
  * SPIDER, the top-k hard-mask family, MagnitudeMask and HFT: each driven on the small model with given
- * gradients and compared with a float64 CPU run of its algorithm (AdamW included), then the invariant
- * table rows (invariant-harness.ts) and bad configs.
+ * gradients and compared with a float64 CPU run of its algorithm (AdamW included), its maskDensity
+ * recounted from that run, then the invariant table rows (invariant-harness.ts) and bad configs.
  */
 import { tensor } from '@keel/autograd';
 import { createSegmentTable, releaseSegments, Runtime, segmentLayout } from '@keel/kernels';
@@ -47,11 +47,7 @@ function allocation64(o: Vec, s: Vec): Vec {
   return raw.map((c) => Math.min(c / mean, 1));
 }
 
-interface Adam64 {
-  w: Vec[];
-  m: Vec[];
-  v: Vec[];
-}
+interface Adam64 { w: Vec[]; m: Vec[]; v: Vec[] }
 const adamState = (w0: Vec[]): Adam64 => ({ w: w0.map((w) => w.slice()), m: w0.map((w) => new Float64Array(w.length)), v: w0.map((w) => new Float64Array(w.length)) });
 
 /** One AdamW step (β 0.9 / 0.999, eps 1e-8, decoupled decay) on the entries `live` lets through. */
@@ -99,14 +95,10 @@ function spider64(w0: Vec[], grads: Vec[][], maxNorm?: number, { sumRaw = false 
   return st.w;
 }
 
-interface TopkCfg {
-  score: 'magnitude' | 'snip' | 'grad_sum' | 'fisher';
-  k: number;
-  scope: 'tensor' | 'global';
-  refresh: number;
-}
+interface TopkCfg { score: 'magnitude' | 'snip' | 'grad_sum' | 'fisher'; k: number; scope: 'tensor' | 'global'; refresh: number }
 
-function topk64(cfg: TopkCfg, w0: Vec[], grads: Vec[][], maxNorm?: number): Vec[] {
+/** The float64 run's weights and its last mask (entry indices per tensor). */
+function topk64(cfg: TopkCfg, w0: Vec[], grads: Vec[][], maxNorm?: number): { w: Vec[]; mask: Set<number>[] } {
   const st = adamState(w0);
   const acc = w0.map((w) => new Float64Array(w.length));
   const select = (scores: Vec[]): Set<number>[] => {
@@ -132,7 +124,7 @@ function topk64(cfg: TopkCfg, w0: Vec[], grads: Vec[][], maxNorm?: number): Vec[
     }
     adam64(st, g, t, (ti, i) => mask![ti]!.has(i));
   });
-  return st.w;
+  return { w: st.w, mask: mask! };
 }
 
 /** AdamW on every entry, then the top ceil(p·n) |W0| of each tensor back to W0 (ties: highest index reset). */
@@ -155,6 +147,8 @@ interface Run {
   w0: Vec[];
   w: Vec[];
   grads: Vec[][]; // [step][tensor]
+  density0: Map<string, number> | null; // maskDensity right after apply
+  density: Map<string, number> | null; // maskDensity after the last step
 }
 
 const TARGETS = ['multi_modal_projector.**', 'vision_tower.vision_model.pre_layrnorm']; // 4 projector tensors, LN weight (all 1), LN bias (all 0)
@@ -165,6 +159,7 @@ async function drive(config: Record<string, unknown> & { strategy: string }, ste
   const params = [...handle.trainableParameters()];
   const read = () => Promise.all(params.map(async ([, p]) => Float64Array.from((await p.toArray()) as Float32Array)));
   const w0 = await read();
+  const density0 = await handle.maskDensity();
   const opt = handle.optimizer({ lr: LR, weightDecay: WD, ...(opts.maxNorm !== undefined ? { maxNorm: opts.maxNorm } : {}) });
   const grads: Vec[][] = [];
   for (let t = 1; t <= steps; t++) {
@@ -178,14 +173,16 @@ async function drive(config: Record<string, unknown> & { strategy: string }, ste
     handle.hooks.afterOptimizerStep!();
     grads.push(gs.map((g) => Float64Array.from(g)));
   }
-  const w = await read();
+  const [w, density] = [await read(), await handle.maskDensity()];
   for (const [, p] of params) {
     p.grad?.dispose();
     p.grad = null;
   }
+  handle.merge(); // a merged instance has no mask left to report
+  await expect(handle.maskDensity()!, `${config.strategy}.maskDensity after merge`).rejects.toThrow(/merged/);
   handle.dispose();
   model.dispose();
-  return { names: params.map(([n]) => n), w0, w, grads };
+  return { names: params.map(([n]) => n), w0, w, grads, density0, density };
 }
 
 const expectWeights = (run: Run, want: Vec[], what: string) => run.w.forEach((w, ti) => expectAllClose(w, want[ti]!, TOL, `${what}: ${run.names[ti]}`));
@@ -219,8 +216,7 @@ describe('SPIDER', () => {
       });
       expect(Array.from(cGpu.subarray(offsets[1]!, offsets[1]! + 7)), 'no gradient: pinned to W0').toEqual(new Array(7).fill(0));
       expect(Array.from(cGpu.subarray(offsets[5]!, offsets[5]! + 9)), 'all-zero W0: O = 0, full update').toEqual(new Array(9).fill(1));
-      rt.release(c);
-      rt.release(gBuf);
+      for (const b of [c, gBuf]) rt.release(b);
     }
     alloc.dispose();
     rt.release(w0Buf);
@@ -254,7 +250,7 @@ describe('top-k hard masks', () => {
   for (const { maxNorm, ...cfg } of variants) {
     it(`${cfg.score}, ${cfg.scope}, k ${cfg.k}, refresh ${cfg.refresh}${maxNorm ? ', clipped' : ''}: matches the float64 run`, async () => {
       const run = await drive({ strategy: 'topk', targets: TARGETS, ...cfg }, 3, maxNorm !== undefined ? { maxNorm } : {});
-      expectWeights(run, topk64(cfg, run.w0, run.grads, maxNorm), 'topk');
+      expectWeights(run, topk64(cfg, run.w0, run.grads, maxNorm).w, 'topk');
     });
   }
 
@@ -305,6 +301,45 @@ describe('Half Fine-Tuning', () => {
   });
 });
 
+describe('maskDensity', () => {
+  const byName = (run: Run, f: (w0: Vec, ti: number) => number) => new Map(run.names.map((n, ti) => [n, f(run.w0[ti]!, ti)]));
+  const ONES = (run: Run) => byName(run, () => 1);
+
+  it('SPIDER: per tensor the share of c > 0 at the last step, as the float64 allocation counts it; 1 before any step', async () => {
+    const run = await drive({ strategy: 'spider', targets: TARGETS }, 3, { maxNorm: 1, zeroGrad: (n) => n === 'multi_modal_projector.linear_2.bias' });
+    expect(run.density0).toEqual(ONES(run));
+    const s = run.w0.map((w) => new Float64Array(w.length)); // S sums the clipped gradients
+    run.grads.forEach((g) => clipped(g, 1).forEach((x, ti) => x.forEach((v, i) => (s[ti]![i]! += v))));
+    const want = byName(run, (w0, ti) => allocation64(rank64(w0), s[ti]!).filter((c) => c > 0).length / w0.length);
+    expect(run.density).toEqual(want);
+    expect([...want.values()].map((d) => (d === 0 ? 0 : d === 1 ? 1 : 0.5)).sort(), 'no gradient: 0; all-zero LN bias (O = 0): 1; others between').toEqual([0, 0.5, 0.5, 0.5, 0.5, 1]);
+  });
+
+  it('top-k: per tensor the set bits of the current mask (ceil(k·n)/n per tensor, the float64 split globally); 1 before the first mask', async () => {
+    for (const cfg of [{ score: 'snip', k: 0.1, scope: 'tensor', refresh: 2 }, { score: 'grad_sum', k: 0.2, scope: 'global', refresh: 2 }, { score: 'magnitude', k: 0.5, scope: 'global', refresh: 1 }] as TopkCfg[]) {
+      const run = await drive({ strategy: 'topk', targets: TARGETS, ...cfg }, 3);
+      expect(run.density0, 'before the optimizer').toEqual(ONES(run));
+      const { mask } = topk64(cfg, run.w0, run.grads);
+      expect(run.density, cfg.score).toEqual(byName(run, (w0, ti) => mask[ti]!.size / w0.length));
+      if (cfg.scope === 'tensor') expect(run.density).toEqual(byName(run, (w0) => Math.ceil(cfg.k * w0.length) / w0.length));
+    }
+  });
+
+  it('MagnitudeMask: exactly (n − ceil(p·n))/n per tensor, from apply on: the share of entries that moved', async () => {
+    const run = await drive({ strategy: 'magnitude_mask', targets: TARGETS, p: 0.7 }, 2);
+    const want = byName(run, (w0) => (w0.length - Math.ceil(0.7 * w0.length)) / w0.length);
+    expect([run.density0, run.density]).toEqual([want, want]);
+    expect(run.density).toEqual(byName(run, (w0, ti) => run.w[ti]!.filter((v, i) => v !== w0[i]).length / w0.length));
+  });
+
+  it('HFT: 0 for the tensors the round of the last step freezes, 1 for the others; 1 before any step', async () => {
+    const run = await drive({ strategy: 'hft', targets: TARGETS, round: 2, seed: 5 }, 5);
+    expect(run.density0).toEqual(ONES(run));
+    const frozen = hftFrozen(run.names.length, 5, 2); // step 5 is in round 2
+    expect(run.density).toEqual(byName(run, (_, ti) => (frozen[ti] ? 0 : 1)));
+  });
+});
+
 // Rows for invariants.test.ts. HFT seeds are chosen so every selected tensor trains within the
 // harness's 3 steps (checked below), as the table requires every trainable tensor to change.
 const PROJECTOR = (n: string) => n.startsWith('multi_modal_projector.');
@@ -312,21 +347,9 @@ const HFT_TARGETS = ['multi_modal_projector.**', 'language_model.model.norm'];
 const HFT_CHANGES = (n: string) => PROJECTOR(n) || n === 'language_model.model.norm.weight';
 const MASKED_CASES: Case[] = [
   { label: 'spider (every parameter)', config: { strategy: 'spider' }, lr: 1e-2, changes: () => true, extraStateFactor: 3 },
-  {
-    label: 'spider (projector + last decoder layer)',
-    config: { strategy: 'spider', targets: ['multi_modal_projector.**', 'language_model.model.layers.1'] },
-    lr: 1e-2,
-    changes: (n) => PROJECTOR(n) || n.startsWith('language_model.model.layers.1.'),
-    extraStateFactor: 3,
-  },
+  { label: 'spider (projector + last decoder layer)', config: { strategy: 'spider', targets: ['multi_modal_projector.**', 'language_model.model.layers.1'] }, lr: 1e-2, changes: (n) => PROJECTOR(n) || n.startsWith('language_model.model.layers.1.'), extraStateFactor: 3 },
   { label: 'topk (snip, per tensor, k 0.1)', config: { strategy: 'topk' }, lr: 1e-2, changes: () => true, extraStateFactor: 1 },
-  {
-    label: 'topk (magnitude, global, k 0.5, projector weights)',
-    config: { strategy: 'topk', score: 'magnitude', scope: 'global', k: 0.5, targets: ['multi_modal_projector.*.weight'] },
-    lr: 1e-2,
-    changes: (n) => PROJECTOR(n) && n.endsWith('.weight'),
-    extraStateFactor: 1,
-  },
+  { label: 'topk (magnitude, global, k 0.5, projector weights)', config: { strategy: 'topk', score: 'magnitude', scope: 'global', k: 0.5, targets: ['multi_modal_projector.*.weight'] }, lr: 1e-2, changes: (n) => PROJECTOR(n) && n.endsWith('.weight'), extraStateFactor: 1 },
   { label: 'topk (grad_sum, global, k 0.3, refresh 1, projector)', config: { strategy: 'topk', score: 'grad_sum', scope: 'global', k: 0.3, refresh: 1, targets: ['multi_modal_projector.**'] }, lr: 1e-2, changes: PROJECTOR, extraStateFactor: 2 },
   { label: 'topk (fisher, per tensor, k 0.2, refresh 2)', config: { strategy: 'topk', score: 'fisher', k: 0.2, refresh: 2 }, lr: 1e-2, changes: () => true, extraStateFactor: 2 },
   { label: 'magnitude_mask (p 0.5, every parameter)', config: { strategy: 'magnitude_mask' }, lr: 1e-2, changes: () => true, extraStateFactor: 1 },

@@ -25,6 +25,13 @@
  * A step whose gradient norm is not finite is skipped by the AdamW kernel but still adds its NaN/Inf
  * to S (nothing is read back to know): after a NaN gradient S stays NaN for the rest of the run.
  *
+ * maskDensity: per tensor, the share of entries with c > 0 at the last step (the entries allowed to
+ * move; c = 0 pins to W0), 1 for every tensor before the first step (nothing pinned yet). c is
+ * transient, so each step also records, per tensor, the mean of the indicator [c > 0] (one compare
+ * pass and segmentStats' two dispatches, a (T, 2) result kept until the next step); maskDensity
+ * reads those 2T floats back and rounds mean · n to the count (f32 error ~4e-8 of the share: the count
+ * comes out exact up to a few million entries a tensor; measured exact at 4M).
+ *
  * Also here, shared by the hard-mask family (importance-topk.ts, magnitude-mask.ts):
  * `anchoredInstance`, the selective instance whose W0 snapshot is that arena (one copy of W0 serves
  * disable, the importance kernels and the optimizer), and `appliedGradient`, the clipped gradient.
@@ -42,6 +49,7 @@ import {
   createSegmentTable,
   fill,
   releaseSegments,
+  segmentStats,
   spiderInit,
   spiderStep,
   type GpuBuffer,
@@ -74,9 +82,16 @@ export interface AnchoredMethod {
   readonly arenas: number;
   /** Sets up a fresh optimizer whose layout was checked against the anchor (masks, onGradients). */
   attach(opt: MaskedAdamW, options: TuningOptimizerOptions): void;
+  /** Per tensor in arena order, the share of entries the mask lets move (StrategyInstance.maskDensity). */
+  density(): Promise<readonly number[]>;
+  /** Device bytes held besides the arenas (per-tensor counts, a copy of the mask); default 0. */
+  smallBytes?(): number;
   /** Frees the method's buffers (merge or remove). */
   release(): void;
 }
+
+/** count / n, the share of a tensor's entries; an empty tensor has no entry to move: 0. */
+export const share = (count: number, n: number): number => (n === 0 ? 0 : count / n);
 
 /** A zero-filled (N,) arena. */
 export function zeroArena(rt: Runtime, table: SegmentTable): GpuBuffer {
@@ -185,7 +200,12 @@ export function anchoredInstance(method: string, params: ReadonlyMap<string, Par
       checkState(method, params, state);
       for (const [name, p] of params) if (p.size > 0) rt.write((stash?.get(name) ?? p).buffer, state.get(name)!.data);
     },
-    extraStateBytes: () => (merged ? 0 : (1 + m.arenas) * 4 * elements) + [...(stash?.values() ?? [])].reduce((s, t) => s + t.size * 4, 0),
+    async maskDensity() {
+      live('maskDensity');
+      const d = await m.density();
+      return new Map(names.map((name, i) => [name, d[i]!]));
+    },
+    extraStateBytes: () => (merged ? 0 : (1 + m.arenas) * 4 * elements + (m.smallBytes?.() ?? 0)) + [...(stash?.values() ?? [])].reduce((s, t) => s + t.size * 4, 0),
     remove() {
       if (merged) return;
       if (stash) restore(stash);
@@ -201,6 +221,10 @@ export class SpiderAllocation {
   readonly o: GpuBuffer;
   /** (N,) S, the signed sum of every gradient so far. */
   readonly s: GpuBuffer;
+  /** (1,) 0, the right operand of the [c > 0] compare; made at the first step. */
+  private zero: GpuBuffer | null = null;
+  /** (T, 2) per tensor mean (and std) of [c > 0] at the last step; null before the first. */
+  private positive: GpuBuffer | null = null;
 
   constructor(
     readonly rt: Runtime,
@@ -211,16 +235,38 @@ export class SpiderAllocation {
     this.s = zeroArena(rt, table);
   }
 
-  /** S ← S + g; returns this step's allocation c (N,) in [0, 1]. The caller releases it. */
+  /** S ← S + g; returns this step's allocation c (N,) in [0, 1] and records its density. The caller releases c. */
   step(g: GpuBuffer): GpuBuffer {
-    const c = this.rt.createBuffer(this.table.arenaLength * 4);
-    spiderStep(this.rt, { g, s: this.s, o: this.o, c, table: this.table });
+    const { rt, table } = this;
+    const c = rt.createBuffer(table.arenaLength * 4);
+    spiderStep(rt, { g, s: this.s, o: this.o, c, table });
+    if (table.chunkCount === 0) return c;
+    this.zero ??= rt.upload(new Float32Array(1));
+    const live = binaryForward(rt, 'gt', c, this.zero, { aShape: [table.arenaLength], bShape: [1] }); // (N,) [c > 0]
+    const stats = segmentStats(rt, live, table, { abs: false, op: 'SpiderAllocation.density' }); // (T, 2) mean, std
+    rt.release(live);
+    if (this.positive) rt.release(this.positive);
+    this.positive = stats;
     return c;
   }
 
+  /** Per tensor, the share of entries with c > 0 at the last step; 1 before any step. One readback of (T, 2). */
+  async density(): Promise<number[]> {
+    const { lengths } = this.table;
+    if (!this.positive) return lengths.map(() => 1);
+    const stats = await this.rt.readF32(this.positive);
+    // the mean of a 0/1 indicator is count / n up to f32 rounding: round back to the count
+    return lengths.map((n, t) => share(Math.round(stats[2 * t]! * n), n));
+  }
+
+  /** Device bytes besides O and S: the per-tensor record and the zero scalar, once a step ran. */
+  get smallBytes(): number {
+    return this.positive ? this.positive.size + 4 : 0;
+  }
+
   dispose(): void {
-    this.rt.release(this.o);
-    this.rt.release(this.s);
+    for (const b of [this.o, this.s, this.zero, this.positive]) if (b) this.rt.release(b);
+    this.zero = this.positive = null;
   }
 }
 
@@ -256,6 +302,8 @@ export const spiderStrategy: StrategyDefinition<SpiderConfig> = {
             };
           });
         },
+        density: () => alloc.density(),
+        smallBytes: () => alloc.smallBytes,
         release: () => alloc.dispose(),
       };
     });
