@@ -246,6 +246,8 @@ export interface SpiderStepOptions {
   /** Output: the final allocation c ∈ [0, 1] (normalized and clamped). */
   c: GpuBuffer;
   table: SegmentTable;
+  /** Optional output, (T, 2) f32: per tensor (Σc before normalizing, #(c > 0)) — the density of the step's allocation. */
+  sums?: GpuBuffer;
 }
 
 /**
@@ -253,7 +255,7 @@ export interface SpiderStepOptions {
  * c ← min(c / mean(nonzero c), 1). Five dispatches (S update + |S| partials, fold, allocation +
  * (Σc, count) partials, fold, normalize), no readback.
  */
-export function spiderStep(rt: Runtime, { g, s, o, c, table }: SpiderStepOptions): void {
+export function spiderStep(rt: Runtime, { g, s, o, c, table, sums: sumsOut }: SpiderStepOptions): void {
   const op = 'spiderStep';
   distinct(op, { g, s, o, c });
   const sb = importanceArena(rt, op, 's', s, table);
@@ -269,6 +271,10 @@ export function spiderStep(rt: Runtime, { g, s, o, c, table }: SpiderStepOptions
   rt.dispatch(spiderAllocKernel, params, { buffers: { s: sb, o: ob, stats, c: cb, part, ...tables }, uniforms });
   const sums = importanceCombine(rt, part, table, 'sums');
   rt.dispatch(spiderNormalizeKernel, params, { buffers: { c: cb, sums, ...tables }, uniforms });
+  if (sumsOut) {
+    if (sumsOut.size < table.lengths.length * 8) throw new Error(`${op}: sums holds ${sumsOut.size} bytes, needs ${table.lengths.length * 8} for (T = ${table.lengths.length}, 2) f32`);
+    rt.copy(sums, sumsOut, table.lengths.length * 8);
+  }
   rt.release(stats);
   rt.release(part);
   rt.release(sums);

@@ -27,10 +27,9 @@
  *
  * maskDensity: per tensor, the share of entries with c > 0 at the last step (the entries allowed to
  * move; c = 0 pins to W0), 1 for every tensor before the first step (nothing pinned yet). c is
- * transient, so each step also records, per tensor, the mean of the indicator [c > 0] (one compare
- * pass and segmentStats' two dispatches, a (T, 2) result kept until the next step); maskDensity
- * reads those 2T floats back and rounds mean · n to the count (f32 error ~4e-8 of the share: the count
- * comes out exact up to a few million entries a tensor; measured exact at 4M).
+ * transient, so spiderStep copies its own per-tensor (Σc, #(c > 0)) record into a (T, 2) buffer
+ * kept until the next step (no extra pass); maskDensity reads those 2T floats back (the counts are
+ * sums of per-chunk integer counts in f32: exact below 2^24 entries a tensor).
  *
  * Also here, shared by the hard-mask family (importance-topk.ts, magnitude-mask.ts):
  * `anchoredInstance`, the selective instance whose W0 snapshot is that arena (one copy of W0 serves
@@ -49,7 +48,6 @@ import {
   createSegmentTable,
   fill,
   releaseSegments,
-  segmentStats,
   spiderInit,
   spiderStep,
   type GpuBuffer,
@@ -221,9 +219,7 @@ export class SpiderAllocation {
   readonly o: GpuBuffer;
   /** (N,) S, the signed sum of every gradient so far. */
   readonly s: GpuBuffer;
-  /** (1,) 0, the right operand of the [c > 0] compare; made at the first step. */
-  private zero: GpuBuffer | null = null;
-  /** (T, 2) per tensor mean (and std) of [c > 0] at the last step; null before the first. */
+  /** (T, 2) per tensor (Σc, #(c > 0)) of the last step's allocation; null before the first. */
   private positive: GpuBuffer | null = null;
 
   constructor(
@@ -239,14 +235,8 @@ export class SpiderAllocation {
   step(g: GpuBuffer): GpuBuffer {
     const { rt, table } = this;
     const c = rt.createBuffer(table.arenaLength * 4);
-    spiderStep(rt, { g, s: this.s, o: this.o, c, table });
-    if (table.chunkCount === 0) return c;
-    this.zero ??= rt.upload(new Float32Array(1));
-    const live = binaryForward(rt, 'gt', c, this.zero, { aShape: [table.arenaLength], bShape: [1] }); // (N,) [c > 0]
-    const stats = segmentStats(rt, live, table, { abs: false, op: 'SpiderAllocation.density' }); // (T, 2) mean, std
-    rt.release(live);
-    if (this.positive) rt.release(this.positive);
-    this.positive = stats;
+    if (table.chunkCount > 0) this.positive ??= rt.createBuffer(Math.max(table.lengths.length, 1) * 8);
+    spiderStep(rt, { g, s: this.s, o: this.o, c, table, ...(this.positive ? { sums: this.positive } : {}) });
     return c;
   }
 
@@ -254,19 +244,18 @@ export class SpiderAllocation {
   async density(): Promise<number[]> {
     const { lengths } = this.table;
     if (!this.positive) return lengths.map(() => 1);
-    const stats = await this.rt.readF32(this.positive);
-    // the mean of a 0/1 indicator is count / n up to f32 rounding: round back to the count
-    return lengths.map((n, t) => share(Math.round(stats[2 * t]! * n), n));
+    const sums = await this.rt.readF32(this.positive); // (Σc, #(c > 0)) per tensor, counts exact in f32 below 2^24
+    return lengths.map((n, t) => share(sums[2 * t + 1]!, n));
   }
 
-  /** Device bytes besides O and S: the per-tensor record and the zero scalar, once a step ran. */
+  /** Device bytes besides O and S: the per-tensor record, once a step ran. */
   get smallBytes(): number {
-    return this.positive ? this.positive.size + 4 : 0;
+    return this.positive ? this.positive.size : 0;
   }
 
   dispose(): void {
-    for (const b of [this.o, this.s, this.zero, this.positive]) if (b) this.rt.release(b);
-    this.zero = this.positive = null;
+    for (const b of [this.o, this.s, this.positive]) if (b) this.rt.release(b);
+    this.positive = null;
   }
 }
 
