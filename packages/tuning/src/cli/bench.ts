@@ -24,7 +24,8 @@ import { registerBuiltinStrategies } from '../strategies/builtin.js';
 import { getStrategy } from '../strategies/registry.js';
 import { UsageError, positiveInt } from './args.js';
 import { bundledBasePath } from './model-dir.js';
-import { startProgress, writeFileAtomic } from './progress.js';
+import { writeFileAtomic } from '../fs.node.js';
+import { startProgress } from './progress.js';
 
 interface BenchFlags {
   quick?: boolean;

@@ -25,11 +25,3 @@ export function startProgress(label: string, total: number, stream: NodeJS.Write
     stop: () => bar.stop(),
   };
 }
-
-/** Writes `path` via a temporary sibling and a rename, so a reader never sees a partial file. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const { rename, writeFile } = await import('node:fs/promises');
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}

@@ -20,7 +20,8 @@ import { registerBuiltinStrategies } from '../strategies/builtin.js';
 import { getStrategy } from '../strategies/registry.js';
 import { UsageError, positiveInt, positiveNumber } from './args.js';
 import { bundledBasePath } from './model-dir.js';
-import { startProgress, writeFileAtomic } from './progress.js';
+import { writeFileAtomic } from '../fs.node.js';
+import { startProgress } from './progress.js';
 import type { TuneReportInput } from '../report/report.js';
 import { writeTuneReport } from '../report/write.node.js';
 

@@ -10,27 +10,15 @@
  * Non-goals: locking against concurrent writers (the last rename wins), removing PNGs of charts
  * an earlier run had and this one has not, fsync.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../fs.node.js';
 import { rasterizeSvg, type RasterOptions } from './png.node.js';
 import { renderBenchReport, renderTuneReport, type BenchReportInput, type ReportChart, type TuneReportInput } from './report.js';
 
 export interface WrittenReport {
   /** Paths of the files written, the page first. */
   files: string[];
-}
-
-/** Replaces `path` with `data` through a temporary file and a rename (file comment). */
-async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(temp, data);
-    await rename(temp, path);
-  } catch (e) {
-    await unlink(temp).catch(() => undefined); // absent when writeFile itself failed
-    throw new Error(`writeReport: cannot write ${path}: ${(e as Error).message}`, { cause: e });
-  }
 }
 
 const SAFE_NAME = /^[A-Za-z0-9._-]+$/;
@@ -45,7 +33,11 @@ async function writeReportFiles(dir: string, pages: [string, string][], charts: 
   const files: string[] = [];
   for (const [name, data] of [...pages, ...pngs]) {
     const path = join(dir, name);
-    await writeAtomic(path, data);
+    try {
+      await writeFileAtomic(path, data);
+    } catch (e) {
+      throw new Error(`writeReport: ${(e as Error).message}`, { cause: e });
+    }
     files.push(path);
   }
   return { files };

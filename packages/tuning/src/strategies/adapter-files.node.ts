@@ -5,28 +5,17 @@
  *
  * Non-goals: locking against concurrent writers, fsync of the directory.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../fs.node.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, type AdapterFiles } from './adapter-files.js';
-
-async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  const temp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(temp, data);
-    await rename(temp, path);
-  } catch (e) {
-    await unlink(temp).catch(() => undefined);
-    throw new Error(`cannot write ${path}: ${(e as Error).message}`, { cause: e });
-  }
-}
 
 /** Writes adapter_config.json and adapter_model.safetensors into `dir` (created if needed). */
 export async function writeAdapterFiles(dir: string, files: AdapterFiles): Promise<void> {
   if (typeof dir !== 'string' || dir === '') throw new Error(`saveAdapter: expected a directory path, got ${JSON.stringify(dir)}`);
   await mkdir(dir, { recursive: true });
-  await writeAtomic(join(dir, ADAPTER_WEIGHTS_FILE), files.safetensors);
-  await writeAtomic(join(dir, ADAPTER_CONFIG_FILE), files.configJson);
+  await writeFileAtomic(join(dir, ADAPTER_WEIGHTS_FILE), files.safetensors);
+  await writeFileAtomic(join(dir, ADAPTER_CONFIG_FILE), files.configJson);
 }
 
 /** Reads the two adapter files of `dir`; a missing one is an error naming it. */
