@@ -52,16 +52,37 @@ export function arange(rt: Runtime, start: number, end: number, step = 1, opts: 
   return tensor(rt, Array.from({ length: n }, (_, i) => start + i * step), [n], opts);
 }
 
-/** mulberry32 (seeded, deterministic). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
+/**
+ * mulberry32 as an object whose whole state is one u32 (`state`), so a resumable loop can save where
+ * its random stream stands and continue it exactly (`new SeededStream(0).restore(saved)`).
+ */
+export class SeededStream {
+  private a: number;
+  constructor(seed: number) {
+    this.a = seed >>> 0;
+  }
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.a = (this.a + 0x6d2b79f5) >>> 0;
+    let t = this.a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  }
+  get state(): number {
+    return this.a;
+  }
+  restore(state: number): this {
+    if (!Number.isInteger(state) || state < 0 || state > 0xffffffff) throw new Error(`SeededStream.restore: state must be a u32, got ${state}`);
+    this.a = state;
+    return this;
+  }
+}
+
+/** mulberry32 (seeded, deterministic): the same stream as `new SeededStream(seed).next`. */
+export function seededRandom(seed: number): () => number {
+  const stream = new SeededStream(seed);
+  return () => stream.next();
 }
 
 /** Normal(mean, std) values; same seed → same values. */

@@ -8,7 +8,7 @@ export { tidy, keep } from './scope.js';
 export { noGrad, isGradEnabled } from './tape.js';
 export type { Node } from './tape.js';
 export { backward, zeroGrad } from './backward.js';
-export { full, zeros, ones, tensor, arange, randn, rand, seededRandom } from './creation.js';
+export { full, zeros, ones, tensor, arange, randn, rand, seededRandom, SeededStream } from './creation.js';
 export type { CreateOptions } from './creation.js';
 export * from './ops/elementwise.js';
 export { matmul } from './ops/linalg.js';

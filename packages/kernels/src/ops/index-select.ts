@@ -15,6 +15,7 @@
 import type { GpuBuffer } from '../runtime/buffer-pool.js';
 import { defineKernel, grid1d } from '../runtime/kernel.js';
 import type { Runtime } from '../runtime/runtime.js';
+import { checkBuffer } from './elementwise.js';
 import { embeddingBackward } from './embedding.js';
 import type { Shape } from './layout.js';
 
@@ -97,6 +98,7 @@ function axisView(op: string, shape: Shape, axis: number): { O: number; A: numbe
 /** out = x.index_select(axis, indices); `indices` is an i32 buffer of `count` entries. */
 export function indexSelect(rt: Runtime, x: GpuBuffer, shape: Shape, axis: number, indices: GpuBuffer, count: number): { buffer: GpuBuffer; shape: number[] } {
   const { O, A, I } = axisView('indexSelect', shape, axis);
+  checkBuffer('indexSelect', 'x', x, shape);
   if (indices.size < count * 4) throw new Error(`indexSelect: indices buffer holds ${indices.size / 4} < ${count} entries`);
   const outShape = [...shape];
   outShape[axis] = count;
@@ -111,6 +113,9 @@ export function indexSelect(rt: Runtime, x: GpuBuffer, shape: Shape, axis: numbe
 /** dx (the input's shape) = scatter-add of dy rows into their source positions. */
 export function indexSelectBackward(rt: Runtime, dy: GpuBuffer, shape: Shape, axis: number, indices: GpuBuffer, count: number): GpuBuffer {
   const { O, A, I } = axisView('indexSelectBackward', shape, axis);
+  if (!Number.isInteger(count) || count < 0) throw new Error(`indexSelectBackward: count must be a non-negative integer, got ${count}`);
+  if (indices.size < count * 4) throw new Error(`indexSelectBackward: indices buffer holds ${indices.size / 4} < ${count} entries`);
+  checkBuffer('indexSelectBackward', 'dy', dy, [O, count, I]);
   if (O === 1 && count >= 64 && indices.size === count * 4) return embeddingBackward(rt, dy, indices, { shape: [A, I] });
   const n = O * A * I;
   const dx = rt.createBuffer(n * 4);

@@ -14,6 +14,7 @@ import type { GpuBuffer } from '../runtime/buffer-pool.js';
 import { LimitError } from '../runtime/errors.js';
 import { defineKernel, grid1d } from '../runtime/kernel.js';
 import type { Runtime } from '../runtime/runtime.js';
+import { checkBuffer } from './elementwise.js';
 
 export type Shape = readonly number[];
 const MAX_RANK = 6;
@@ -131,6 +132,8 @@ export function permute(rt: Runtime, x: GpuBuffer, shape: Shape, perm: readonly 
   if (perm.length !== r || seen.size !== r || perm.some((p) => !Number.isInteger(p) || p < 0 || p >= r)) {
     throw new Error(`permute: [${perm}] is not a permutation of the axes of shape [${shape}]`);
   }
+  // the copy kernel bounds-checks nothing: a short buffer would read stale pool bytes past its end
+  checkBuffer('permute', 'x', x, shape);
   checkBinding(rt, 'permute', numel(shape));
   const inStrides = contiguousStrides(shape);
   const outShape = perm.map((p) => shape[p]!);
@@ -155,6 +158,7 @@ export function inversePermutation(perm: readonly number[]): number[] {
 /** Swaps the last two axes. */
 export function transpose(rt: Runtime, x: GpuBuffer, shape: Shape): GpuBuffer {
   if (shape.length < 2) throw new Error(`transpose: needs rank ≥ 2, got shape [${shape}]`);
+  checkBuffer('transpose', 'x', x, shape);
   const perm = shape.map((_, a) => a);
   perm[shape.length - 2] = shape.length - 1;
   perm[shape.length - 1] = shape.length - 2;
@@ -189,6 +193,7 @@ function sliceBox(op: string, shape: Shape, s: SliceSpec): { box: number[]; offs
 /** out = x[starts[0]:ends[0], …]. */
 export function slice(rt: Runtime, x: GpuBuffer, shape: Shape, spec: SliceSpec): GpuBuffer {
   const { box, offset } = sliceBox('slice', shape, spec);
+  checkBuffer('slice', 'x', x, shape);
   checkBinding(rt, 'slice', numel(shape));
   const out = rt.createBuffer(numel(box) * 4);
   stridedCopy(rt, x, out, {
@@ -204,6 +209,7 @@ export function slice(rt: Runtime, x: GpuBuffer, shape: Shape, spec: SliceSpec):
 /** Backward of slice: dx has the input's shape, zero outside the slice, dy inside. */
 export function sliceBackward(rt: Runtime, dy: GpuBuffer, shape: Shape, spec: SliceSpec): GpuBuffer {
   const { box, offset } = sliceBox('sliceBackward', shape, spec);
+  checkBuffer('sliceBackward', 'dy', dy, box);
   const dx = rt.createBuffer(numel(shape) * 4);
   fill(rt, dx, 0, numel(shape));
   stridedCopy(rt, dy, dx, {
@@ -228,6 +234,7 @@ export function concat(rt: Runtime, xs: readonly { buffer: GpuBuffer; shape: Sha
       throw new Error(`concat: shapes ${xs.map((t) => `[${t.shape}]`).join(', ')} differ outside axis ${axis}`);
     }
   }
+  xs.forEach((x, i) => checkBuffer('concat', `xs[${i}]`, x.buffer, x.shape));
   const outShape = [...first];
   outShape[axis] = xs.reduce((s, x) => s + x.shape[axis]!, 0);
   checkBinding(rt, 'concat', numel(outShape));
@@ -263,6 +270,7 @@ export function pad(rt: Runtime, x: GpuBuffer, shape: Shape, pads: readonly (rea
   if (pads.length !== shape.length || pads.some(([b, e]) => !Number.isInteger(b) || !Number.isInteger(e) || b < 0 || e < 0)) {
     throw new Error(`pad: pads ${JSON.stringify(pads)} must be one non-negative [before, after] per axis of shape [${shape}]`);
   }
+  checkBuffer('pad', 'x', x, shape);
   const outShape = shape.map((d, a) => d + pads[a]![0] + pads[a]![1]);
   checkBinding(rt, 'pad', numel(outShape));
   const out = rt.createBuffer(numel(outShape) * 4);
@@ -280,7 +288,9 @@ export function pad(rt: Runtime, x: GpuBuffer, shape: Shape, pads: readonly (rea
 
 /** Backward of pad: the interior slice of dy. */
 export function padBackward(rt: Runtime, dy: GpuBuffer, shape: Shape, pads: readonly (readonly [number, number])[]): GpuBuffer {
+  if (pads.length !== shape.length) throw new Error(`padBackward: pads ${JSON.stringify(pads)} must be one [before, after] per axis of shape [${shape}]`);
   const outShape = shape.map((d, a) => d + pads[a]![0] + pads[a]![1]);
+  checkBuffer('padBackward', 'dy', dy, outShape);
   return slice(rt, dy, outShape, { starts: pads.map(([b]) => b), ends: pads.map(([b], a) => b + shape[a]!) });
 }
 

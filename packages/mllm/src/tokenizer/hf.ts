@@ -52,6 +52,9 @@ export const SPECIAL_CANDIDATES: Readonly<Record<SpecialTokenName, readonly stri
   image: ['<image>', '<|image|>', '<|image_pad|>'],
 });
 
+/** Text run through a new tokenizer once at load: letters, digits, punctuation, spaces. */
+const PROBE_TEXT = 'Hello, world! 123 what is this?';
+
 /** tokenizer_config.json writes a special either as "<s>" or as an AddedToken {content: "<s>", ...}. */
 function configTokenContent(config: TokenizerConfigJson, key: string, source: string): string | undefined {
   const value = config[key];
@@ -118,8 +121,13 @@ export class HfTokenizer implements Tokenizer {
     let inner: LibraryTokenizer;
     try {
       inner = new LibraryTokenizer(libraryJson, libraryConfig);
+      // The library reads normalizer, pre-tokenizer and decoder settings on first use: a malformed
+      // one (a Split whose behavior is not a string) would surface as a TypeError from inside the
+      // first encode. One round trip here moves that to load time, with the file named.
+      const probe = inner.encode(PROBE_TEXT, { add_special_tokens: false }).ids.filter((id) => typeof id === 'number');
+      if (probe.length > 0) inner.decode(probe, { skip_special_tokens: false });
     } catch (error) {
-      throw new Error(`${source}: @huggingface/tokenizers could not build this tokenizer: ${(error as Error).message}`);
+      throw new Error(`${source}: @huggingface/tokenizers could not build this tokenizer: ${(error as Error).message}`, { cause: error });
     }
     const vocabSize = inner.model?.vocab.length ?? 0;
     return new HfTokenizer(source, structuredClone(parsed.root), inner, resolveSpecials(parsed, named, inner, source), vocabSize);
@@ -141,9 +149,18 @@ export class HfTokenizer implements Tokenizer {
     );
   }
 
+  /** A library call whose failure (a setting the load-time probe did not reach) names this file. */
+  private library<T>(op: string, call: () => T): T {
+    try {
+      return call();
+    } catch (error) {
+      throw new Error(`${this.source}: ${op}: @huggingface/tokenizers failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
   encode(text: string): number[] {
     if (typeof text !== 'string') throw new Error(`${this.source}: encode: text must be a string, got ${describeValue(text)}`);
-    const { ids, tokens } = this.inner.encode(text, { add_special_tokens: false });
+    const { ids, tokens } = this.library('encode', () => this.inner.encode(text, { add_special_tokens: false }));
     ids.forEach((id, i) => {
       if (typeof id !== 'number') {
         throw new Error(
@@ -159,7 +176,7 @@ export class HfTokenizer implements Tokenizer {
     checkTokenIds(ids, this, `${this.source}: decode`);
     // The library rejects an empty id list; the empty sequence decodes to the empty string.
     if (ids.length === 0) return '';
-    return this.inner.decode([...ids], { skip_special_tokens: opts.skipSpecial ?? false });
+    return this.library('decode', () => this.inner.decode([...ids], { skip_special_tokens: opts.skipSpecial ?? false }));
   }
 
   tokenToId(token: string): number | undefined {

@@ -6,11 +6,13 @@
  * Checked: the root is an object; `model` is an object whose `type` is one of the model types
  * Hugging Face serializes (BPE, WordPiece, Unigram, WordLevel); `model.vocab` maps tokens to
  * distinct non-negative integer ids (Unigram: an array of [piece, score] whose index is the id);
- * BPE `model.merges` is an array of "a b" strings or [a, b] pairs; `added_tokens` entries have
- * integer ids and string contents that agree with the vocabulary.
+ * BPE `model.merges` is an array of "a b" strings or [a, b] pairs; a Unigram `model.unk_id` names a
+ * vocabulary entry (the library hands it out unchecked for unknown pieces); `added_tokens` entries
+ * have integer ids and string contents that agree with the vocabulary.
  *
  * Non-goals: validating normalizers, pre-tokenizers, post-processors and decoders (the library that
- * consumes them reports those), and checking that merges only name vocabulary tokens.
+ * consumes them reports those; HfTokenizer.fromJSON makes it do so at load), and checking that
+ * merges only name vocabulary tokens.
  */
 import { describeValue } from './tokenizer.js';
 
@@ -58,6 +60,7 @@ export function readTokenizerJson(json: unknown, source: string): TokenizerJson 
   const modelType = readModelType(model['type'], source);
   const vocab = modelType === 'Unigram' ? readUnigramVocab(model['vocab'], source) : readVocabMap(model['vocab'], source);
   if (modelType === 'BPE') checkMerges(model['merges'], source);
+  if (modelType === 'Unigram') checkUnigramUnk(model['unk_id'], vocab.size, source);
   const unk = model['unk_token'];
   if (unk !== undefined && unk !== null && typeof unk !== 'string') {
     throw new Error(`${source}: field "model.unk_token" must be a string, got ${describeValue(unk)}`);
@@ -122,6 +125,13 @@ function readUnigramVocab(vocab: unknown, source: string): Map<string, number> {
     result.set(piece, id);
   });
   return result;
+}
+
+function checkUnigramUnk(unkId: unknown, size: number, source: string): void {
+  if (unkId === undefined || unkId === null) return;
+  if (!isTokenId(unkId) || unkId >= size) {
+    throw new Error(`${source}: field "model.unk_id" must be the id of a "model.vocab" entry, an integer in [0, ${size}), got ${describeValue(unkId)}`);
+  }
 }
 
 function checkMerges(merges: unknown, source: string): void {

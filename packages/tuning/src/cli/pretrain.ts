@@ -4,7 +4,7 @@
  */
 import { getRuntime } from '@keel/kernels';
 import { DOWNSTREAM_TASKS, GENERAL_TASKS, mllmConfigSchema, modelCard, pretrain, saveModel, type MllmConfigInput, type PretrainProgress } from '@keel/mllm';
-import { type Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { UsageError, positiveInt, positiveNumber } from './args.js';
 
 interface PretrainFlags {
@@ -15,7 +15,21 @@ interface PretrainFlags {
   seed: number;
   eval: number;
   config?: string;
+  mix?: Record<string, number>;
   json?: boolean;
+}
+
+/** `caption=0.3,vqa=0.55,text=0.15` → weights; names are checked against the general suite. */
+function parseMix(v: string): Record<string, number> {
+  const mix: Record<string, number> = {};
+  for (const part of v.split(',')) {
+    const m = /^\s*([a-z]+)\s*=\s*([0-9.eE+-]+)\s*$/.exec(part);
+    const w = m ? Number(m[2]) : NaN;
+    if (!m || !Number.isFinite(w) || w < 0) throw new InvalidArgumentError(`expected task=weight pairs separated by commas (weights ≥ 0), got '${part}'`);
+    if (!GENERAL_TASKS.includes(m[1]!)) throw new InvalidArgumentError(`'${m[1]}' is not a general task (general: ${GENERAL_TASKS.join(', ')})`);
+    mix[m[1]!] = w;
+  }
+  return mix;
 }
 
 /** Reads a JSON file of model-config overrides (MllmConfigInput); the model validates the fields. */
@@ -54,12 +68,13 @@ export function registerPretrain(program: Command): void {
     .option('--seed <n>', 'seed of data, init and batch order', (v) => positiveInt(v, true), 0)
     .option('--eval <n>', 'held-out examples scored per task', (v) => positiveInt(v), 300)
     .option('--config <file>', 'JSON file of model-config overrides, e.g. {"vision":{"patchSize":4},"projector":{"downsample":2}}')
+    .option('--mix <weights>', 'relative weight of each general task per batch (default caption=0.35,vqa=0.45,text=0.2)', parseMix)
     .option('--json', 'machine-readable output: JSON progress lines and a final JSON result')
     .action(async (f: PretrainFlags) => {
       const config = f.config ? await readConfigOverrides(f.config) : {};
       const rt = await getRuntime();
       const log = (s: string) => process.stderr.write(`${s}\n`);
-      const command = `keel pretrain --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.config ? ` --config ${JSON.stringify(config)}` : ''}`;
+      const command = `keel pretrain --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${f.config ? ` --config ${JSON.stringify(config)}` : ''}`;
       try {
         const r = await pretrain(rt, {
           steps: f.steps,
@@ -68,6 +83,7 @@ export function registerPretrain(program: Command): void {
           seed: f.seed,
           evalCount: f.eval,
           config,
+          ...(f.mix ? { mix: f.mix } : {}),
           onProgress: (p) => (f.json ? console.log(JSON.stringify({ event: 'progress', ...p })) : log(formatProgress(p))),
         });
         const metrics = {
