@@ -1,11 +1,14 @@
 /**
  * A kernel is data: its bindings, uniforms, workgroup size, dispatch size and WGSL body, plus a
  * cache key that encodes every specialization of its parameters. The WGSL binding declarations and
- * the uniform struct are generated from the spec so they can never disagree with the host side.
+ * the uniform struct are generated from the spec so they can never disagree with the host side,
+ * and the host side (uniform packing, storage bind group entries) is checked against the same spec.
  *
  * Non-goal: a shader templating language. Kernel bodies are plain WGSL strings; specialization is
  * ordinary TypeScript (string interpolation of constants chosen by `params`).
  */
+import { GpuBuffer } from './buffer-pool.js';
+import { LimitError } from './errors.js';
 
 export type StorageAccess = 'read' | 'read_write';
 export type ScalarType = 'u32' | 'i32' | 'f32';
@@ -23,6 +26,14 @@ export interface UniformSpec<N extends string = string> {
 }
 
 export type Workgroups = readonly [number, number, number];
+
+/** A binding: a whole buffer, or a range of one (offsets must respect minStorageBufferOffsetAlignment). */
+export type BufferBinding = GpuBuffer | { buffer: GpuBuffer; offset: number; size: number };
+
+export interface DispatchArgs<B extends string, U extends string> {
+  buffers: Readonly<Record<B, BufferBinding>>;
+  uniforms?: Readonly<Record<U, number>>;
+}
 
 export interface KernelSpec<P, B extends string, U extends string> {
   /** Human-readable name; appears in every error about this kernel. */
@@ -111,6 +122,28 @@ export function packUniforms<U extends string>(
     }
   });
   return data;
+}
+
+/**
+ * Bind group entries for a dispatch's storage buffers, in binding order (the uniform block follows
+ * at binding `bindings.length`). Throws naming the binding when its buffer is missing, released, or
+ * larger than `maxBinding` (the device's maxStorageBufferBindingSize).
+ */
+export function storageEntries<P, B extends string, U extends string>(
+  kernel: Kernel<P, B, U>,
+  buffers: Readonly<Record<B, BufferBinding>>,
+  maxBinding: number,
+): GPUBindGroupEntry[] {
+  return kernel.bindings.map((b, i) => {
+    const bound = buffers[b.name];
+    if (!bound) throw new Error(`kernel '${kernel.name}': missing buffer for binding '${b.name}'`);
+    const { buffer, offset, size } = bound instanceof GpuBuffer ? { buffer: bound, offset: 0, size: bound.capacity } : bound;
+    if (buffer.isReleased) throw new Error(`kernel '${kernel.name}': binding '${b.name}' uses a released buffer`);
+    if (size > maxBinding) {
+      throw new LimitError('maxStorageBufferBindingSize', size, maxBinding, `kernel '${kernel.name}' binding '${b.name}'`);
+    }
+    return { binding: i, resource: { buffer: buffer.buffer, offset, size } };
+  });
 }
 
 /**

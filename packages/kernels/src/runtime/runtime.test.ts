@@ -174,4 +174,13 @@ describe('device loss', () => {
     expect(() => own.createBuffer(16)).toThrow(DeviceLostError);
     await expect(own.sync()).rejects.toThrow(/device lost/);
   });
+
+  it('reports destroy() as the cause, also after the device has signalled the loss', async () => {
+    const own = await Runtime.create();
+    own.destroy();
+    await own.device.lost; // the runtime's own lost handler has run by now
+    const err = await own.sync().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DeviceLostError);
+    expect((err as DeviceLostError).message).toContain('Runtime.destroy() was called');
+  });
 });

@@ -4,30 +4,25 @@
  * - Work is recorded into one command encoder and submitted in batches: on readback, on `flush()`,
  *   or every `maxBatch` dispatches. Nothing waits on the GPU except `read()` and `sync()`.
  * - Dawn does not throw on validation errors; it reports them through error scopes. Pipeline
- *   creation and every submit run inside a validation scope, and any failure (plus anything that
- *   reaches `uncapturederror`) is thrown from the next `read()`/`sync()` as a `KernelError` naming the
- *   kernel(s) and carrying the WGSL compiler's message.
- * - Device loss rejects pending readbacks with `DeviceLostError` and makes further calls throw.
+ *   creation (pipeline-cache.ts), bind groups and every submit run inside a validation scope, and any
+ *   failure (plus anything that reaches `uncapturederror`) is thrown from the next `read()`/`sync()`
+ *   as a `KernelError` naming the kernel(s) and carrying the WGSL compiler's message (error-scopes.ts).
+ * - Device loss rejects pending readbacks with `DeviceLostError` and makes further calls throw; the
+ *   first cause is kept (a `destroy()` is reported as such, not as the loss it triggers).
  *
  * Non-goals: multiple queues, render work, automatic garbage collection of buffers (callers release).
  */
-import { BufferPool, GpuBuffer, type PoolStats } from './buffer-pool.js';
+import { BufferPool, type GpuBuffer, type PoolStats } from './buffer-pool.js';
 import { describeDevice, requestDevice, type DeviceInfo, type DeviceRequest, type KeelFeature } from './device.js';
-import { DeviceLostError, KernelError, LimitError } from './errors.js';
-import { packUniforms, type Kernel } from './kernel.js';
+import { ErrorScopes } from './error-scopes.js';
+import { DeviceLostError, LimitError } from './errors.js';
+import { packUniforms, storageEntries, type DispatchArgs, type Kernel } from './kernel.js';
+import { PipelineCache } from './pipeline-cache.js';
 import { KernelProfiler, type KernelTime } from './profiler.js';
 
 export interface RuntimeOptions extends DeviceRequest {
   /** Submit after this many recorded dispatches even without a readback. Default 256. */
   maxBatch?: number;
-}
-
-/** A binding: a whole buffer, or a range of one (offsets must respect minStorageBufferOffsetAlignment). */
-export type BufferBinding = GpuBuffer | { buffer: GpuBuffer; offset: number; size: number };
-
-export interface DispatchArgs<B extends string, U extends string> {
-  buffers: Readonly<Record<B, BufferBinding>>;
-  uniforms?: Readonly<Record<U, number>>;
 }
 
 export interface RuntimeStats extends PoolStats {
@@ -50,14 +45,11 @@ export class Runtime {
   private readonly storage: BufferPool;
   private readonly uniformPool: BufferPool;
   private readonly readbackPool: BufferPool;
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly scopes: ErrorScopes;
+  private readonly pipelines: PipelineCache;
   private encoder: GPUCommandEncoder | null = null;
   private batchKernels: string[] = [];
   private transient: GPUBuffer[] = [];
-  private pendingChecks: Promise<void>[] = [];
-  private failure: Error | null = null;
-  /** Errors outside any scope; reported only when no scoped (better attributed) error explains them. */
-  private uncaptured: Error | null = null;
   private lostError: DeviceLostError | null = null;
   private readonly lostSignal: Promise<never>;
   private readonly maxBatch: number;
@@ -78,15 +70,18 @@ export class Runtime {
     this.storage = new BufferPool(device, STORAGE_USAGE, maxBuffer, 'keel storage');
     this.uniformPool = new BufferPool(device, UNIFORM_USAGE, maxBuffer, 'keel uniforms');
     this.readbackPool = new BufferPool(device, READBACK_USAGE, maxBuffer, 'keel readback');
+    this.scopes = new ErrorScopes(device);
+    this.pipelines = new PipelineCache(device, this.scopes, () => this.assertAlive());
 
     this.lostSignal = device.lost.then((lost) => {
-      this.lostError = new DeviceLostError(lost.reason ?? 'unknown', lost.message ?? '');
+      // Keep the first cause: after destroy() this loss is its consequence, and destroy()'s error says why.
+      this.lostError ??= new DeviceLostError(lost.reason ?? 'unknown', lost.message ?? '');
       throw this.lostError;
     });
     this.lostSignal.catch(() => {}); // observed through read()/sync(), never unhandled
     device.addEventListener('uncapturederror', (ev) => {
       const err = (ev as GPUUncapturedErrorEvent).error;
-      this.uncaptured ??= new KernelError(unique(this.batchKernels).join(', ') || '(unknown)', err.message);
+      this.scopes.uncaptured(unique(this.batchKernels).join(', ') || '(unknown)', err.message);
     });
   }
 
@@ -165,47 +160,7 @@ export class Runtime {
 
   /** Builds (or fetches from the cache) the pipeline for a kernel specialization. */
   pipeline<P, B extends string, U extends string>(kernel: Kernel<P, B, U>, params: P): GPUComputePipeline {
-    const key = kernel.cacheKey(params);
-    const cached = this.pipelines.get(key);
-    if (cached) return cached;
-    this.assertAlive();
-    const [x, y = 1, z = 1] = kernel.workgroupSize(params);
-    const lim = this.limits;
-    if (x * y * z > lim.maxComputeInvocationsPerWorkgroup) {
-      throw new LimitError(
-        'maxComputeInvocationsPerWorkgroup',
-        x * y * z,
-        lim.maxComputeInvocationsPerWorkgroup,
-        `kernel '${kernel.name}' workgroup ${x}x${y}x${z}`,
-      );
-    }
-    const code = kernel.source(params);
-    this.device.pushErrorScope('validation');
-    const module = this.device.createShaderModule({ code, label: kernel.name });
-    const pipeline = this.device.createComputePipeline({
-      layout: 'auto',
-      compute: { module, entryPoint: 'main' },
-      label: kernel.name,
-    });
-    const scope = this.device.popErrorScope();
-    this.pendingChecks.push(
-      scope.then(async (err) => {
-        if (!err) return;
-        this.pipelines.delete(key);
-        const info = await module.getCompilationInfo();
-        const wgsl = info.messages
-          .filter((m) => m.type === 'error')
-          .map((m) => `  line ${m.lineNum}:${m.linePos}: ${m.message}`)
-          .join('\n');
-        // The root cause: it replaces the knock-on errors its invalid pipeline caused.
-        const prior = this.failure;
-        if (!prior || (prior instanceof KernelError && prior.kernel.includes(kernel.name))) {
-          this.failure = new KernelError(kernel.name, wgsl ? `WGSL error\n${wgsl}` : err.message);
-        }
-      }),
-    );
-    this.pipelines.set(key, pipeline);
-    return pipeline;
+    return this.pipelines.get(kernel, params);
   }
 
   /** Builds a kernel's pipeline now and throws if it is invalid (instead of at the next sync). */
@@ -228,17 +183,7 @@ export class Runtime {
     }
     if (groups[0] * groups[1] * groups[2] === 0) return;
 
-    const maxBinding = this.limits.maxStorageBufferBindingSize;
-    const entries: GPUBindGroupEntry[] = kernel.bindings.map((b, i) => {
-      const bound = args.buffers[b.name];
-      if (!bound) throw new Error(`kernel '${kernel.name}': missing buffer for binding '${b.name}'`);
-      const { buffer, offset, size } = bound instanceof GpuBuffer ? { buffer: bound, offset: 0, size: bound.capacity } : bound;
-      if (buffer.isReleased) throw new Error(`kernel '${kernel.name}': binding '${b.name}' uses a released buffer`);
-      if (size > maxBinding) {
-        throw new LimitError('maxStorageBufferBindingSize', size, maxBinding, `kernel '${kernel.name}' binding '${b.name}'`);
-      }
-      return { binding: i, resource: { buffer: buffer.buffer, offset, size } };
-    });
+    const entries = storageEntries(kernel, args.buffers, this.limits.maxStorageBufferBindingSize);
     let uniformBuf: GpuBuffer | null = null;
     if (kernel.uniforms.length > 0) {
       const data = packUniforms(kernel.name, kernel.uniforms, uniforms);
@@ -247,12 +192,8 @@ export class Runtime {
       this.device.queue.writeBuffer(uniformBuf.buffer, 0, data);
       entries.push({ binding: kernel.bindings.length, resource: { buffer: uniformBuf.buffer } });
     }
-    this.device.pushErrorScope('validation');
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: kernel.name });
-    this.pendingChecks.push(
-      this.device.popErrorScope().then((err) => {
-        if (err) this.failure ??= new KernelError(kernel.name, err.message);
-      }),
+    const bindGroup = this.scopes.run(kernel.name, () =>
+      this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: kernel.name }),
     );
     if (this.profiler?.full) this.flush();
     const timestampWrites = this.profiler?.passWrites(kernel.name);
@@ -279,15 +220,10 @@ export class Runtime {
     this.batchKernels = [];
     this.transient = [];
     const collectTimes = this.profiler?.resolve(encoder) ?? null;
-    this.device.pushErrorScope('validation');
-    this.device.queue.submit([encoder.finish()]);
-    collectTimes?.();
-    const scope = this.device.popErrorScope();
-    this.pendingChecks.push(
-      scope.then((err) => {
-        if (err) this.failure ??= new KernelError(unique(kernels).join(', ') || '(copy)', err.message);
-      }),
-    );
+    this.scopes.run(unique(kernels).join(', ') || '(copy)', () => {
+      this.device.queue.submit([encoder.finish()]);
+      collectTimes?.();
+    });
     this.submitCount++;
     this.storage.onSubmit();
     this.uniformPool.onSubmit();
@@ -344,13 +280,9 @@ export class Runtime {
 
   /** Throws the first error reported since the last check (and clears it). */
   async checkErrors(): Promise<void> {
-    const checks = this.pendingChecks;
-    this.pendingChecks = [];
-    await Promise.all(checks);
+    await this.scopes.settle();
     if (this.lostError) throw this.lostError;
-    const f = this.failure ?? this.uncaptured;
-    this.failure = null;
-    this.uncaptured = null;
+    const f = this.scopes.take();
     if (f) throw f;
   }
 
@@ -438,3 +370,4 @@ export async function getRuntime(options?: RuntimeOptions): Promise<Runtime> {
 
 export { WANTED_FEATURES } from './device.js';
 export type { DeviceInfo, KeelFeature } from './device.js';
+export type { BufferBinding, DispatchArgs } from './kernel.js';
