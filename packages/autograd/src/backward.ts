@@ -3,12 +3,13 @@
  * leaves that require gradients accumulate into `.grad` across backward calls (zero them with
  * `zeroGrad`). Hooks on a tensor see each gradient that reaches it, before accumulation.
  */
+import { checkGradient, isCheckFiniteOn } from './check-finite.js';
 import { ones } from './creation.js';
 import { add } from './ops/elementwise.js';
 import { backwardRules } from './ops/rules.js';
 import type { BackwardRule, OpName } from './ops/registry.js';
 import { markLeafGrad } from './scope.js';
-import { noGrad } from './tape.js';
+import { noGrad, opLabel } from './tape.js';
 import type { Tensor } from './tensor.js';
 
 function topoOrder(root: Tensor): Tensor[] {
@@ -64,6 +65,7 @@ export function backward(root: Tensor, seed?: Tensor): void {
           throw new Error(`backward through a disposed tensor: input ${i} of '${node.op}' (${inp}) was disposed`);
         }
       });
+      if (isCheckFiniteOn()) checkGradient(opLabel(node.op, node.ctx), g);
       const rule = backwardRules[node.op] as BackwardRule<OpName>;
       const inGrads = rule(g, node.ctx, node.inputs);
       g.dispose();

@@ -6,6 +6,7 @@ export { Tensor, Storage, numel } from './tensor.js';
 export type { DType } from './tensor.js';
 export { tidy, keep } from './scope.js';
 export { noGrad, isGradEnabled } from './tape.js';
+export { setCheckFinite } from './check-finite.js';
 export type { Node } from './tape.js';
 export { backward, zeroGrad } from './backward.js';
 export { full, zeros, ones, tensor, arange, randn, rand, seededRandom, SeededStream } from './creation.js';

@@ -3,6 +3,7 @@
  * when gradients are enabled and some input requires them. `backward()` (backward.ts) walks the
  * nodes in reverse topological order and applies the rule for each op from one typed table.
  */
+import { checkInputs, isCheckFiniteOn } from './check-finite.js';
 import type { OpCtx, OpName } from './ops/registry.js';
 import type { Tensor } from './tensor.js';
 
@@ -30,11 +31,28 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
-/** Attaches a node to `out` if recording is on and any input requires gradients. Returns `out`. */
+/** The op's name in errors: the elementwise, reduce and softmax families by their member. */
+export function opLabel<K extends OpName>(op: K, ctx: OpCtx[K]): string {
+  const c = ctx as { op?: string; kind?: string };
+  return (op === 'unary' || op === 'binary' || op === 'reduce' ? c.op : op === 'softmax' ? c.kind : undefined) ?? op;
+}
+
+/**
+ * Attaches a node to `out` if recording is on and any input requires gradients. Returns `out`.
+ * Every op result passes through here or through `untracked`, which is where NaN/Inf checking
+ * (check-finite.ts) looks at the op's inputs; reshape, a view, is left to its consumer.
+ */
 export function record<K extends OpName>(out: Tensor, op: K, inputs: readonly Tensor[], ctx: OpCtx[K]): Tensor {
+  if (isCheckFiniteOn() && op !== 'reshape') checkInputs(opLabel(op, ctx), inputs);
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.node = { op, inputs, ctx } as Node<OpName>;
   }
+  return out;
+}
+
+/** The result of an op that records nothing (comparisons, max/argmax, a forward no backward needs). */
+export function untracked(out: Tensor, op: string, inputs: readonly (Tensor | null)[]): Tensor {
+  if (isCheckFiniteOn()) checkInputs(op, inputs);
   return out;
 }

@@ -9,6 +9,7 @@
  * Non-goals: strided (non-contiguous) views — permute and slice copy; lazy evaluation.
  */
 import type { GpuBuffer, Runtime } from '@keel/kernels';
+import { takeChecks } from './check-finite.js';
 import { track } from './scope.js';
 import type { Node } from './tape.js';
 
@@ -110,9 +111,24 @@ export class Tensor {
     this.node = null;
   }
 
-  /** Reads the values back (the only GPU→CPU sync besides item()). */
+  /**
+   * Reads the values back (the only GPU→CPU sync besides item()). With NaN/Inf checking on, first
+   * throws for the earliest non-finite value an op was fed since the last read (check-finite.ts).
+   */
   async toArray(): Promise<Float32Array | Int32Array> {
-    const bytes = await this.rt.read(this.buffer, 0, this.size * dtypeBytes(this.dtype));
+    const buffer = this.buffer;
+    // the log is taken just before the read is recorded, so it covers exactly the ops issued before it
+    const raiseChecks = takeChecks(this.rt);
+    const reading = this.rt.read(buffer, 0, this.size * dtypeBytes(this.dtype));
+    if (raiseChecks) {
+      try {
+        await raiseChecks();
+      } catch (e) {
+        reading.catch(() => {});
+        throw e;
+      }
+    }
+    const bytes = await reading;
     if (this.dtype === 'f16') return Float32Array.from(new Uint16Array(bytes), halfToFloat);
     return this.dtype === 'i32' ? new Int32Array(bytes) : new Float32Array(bytes);
   }

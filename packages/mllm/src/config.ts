@@ -12,6 +12,23 @@ import { z } from 'zod';
 
 const positiveInt = z.number().int().positive();
 
+/**
+ * Bounds on the sizes that set how much a model allocates. No released model comes near them
+ * (Llama 3.1 405B: 126 layers, width 16384, MLP 53248; the largest vocabularies hold 256k tokens),
+ * so a larger value is a typo or a damaged config.json. Unchecked, building or loading would first
+ * enumerate every layer's parameters (hours and gigabytes for 1e9 layers, or a RangeError once a Map
+ * holds 2²⁴ names) before any allocation could fail.
+ */
+export const MAX_LAYERS = 1024;
+export const MAX_WIDTH = 131072;
+export const MAX_VOCAB = 1 << 20;
+
+const layerCount = positiveInt.max(MAX_LAYERS, {
+  error: (iss) => `${JSON.stringify(iss.input)} layers exceed keel's limit of ${MAX_LAYERS}: no released model is that deep`,
+});
+const widthOf = (what: string, max: number) =>
+  positiveInt.max(max, { error: (iss) => `${what} ${JSON.stringify(iss.input)} exceeds keel's limit of ${max}: no released model is that wide` });
+
 export const visionConfigSchema = z
   .object({
     /** Side of the square input image in pixels. */
@@ -21,13 +38,13 @@ export const visionConfigSchema = z
     /** Input channels (RGB). */
     channels: positiveInt.default(3),
     /** Hidden width of the ViT. */
-    width: positiveInt.default(64),
+    width: widthOf('width', MAX_WIDTH).default(64),
     /** Number of pre-LN transformer blocks. */
-    layers: positiveInt.default(2),
+    layers: layerCount.default(2),
     /** Attention heads; width / heads must be a multiple of 4 (attention kernel). */
     heads: positiveInt.default(4),
     /** Hidden width of each block's MLP. */
-    intermediate: positiveInt.default(128),
+    intermediate: widthOf('intermediate', MAX_WIDTH).default(128),
     /** ε of every LayerNorm. */
     layerNormEps: z.number().positive().default(1e-5),
     /** MLP activation: tanh-approximated or exact (erf) GELU. */
@@ -38,7 +55,12 @@ export const visionConfigSchema = z
 export const projectorConfigSchema = z
   .object({
     /** LLaVA-1.5: Linear(vision width → hidden) → GELU → Linear(hidden → text width). 0 = text width. */
-    hidden: z.number().int().nonnegative().default(0),
+    hidden: z
+      .number()
+      .int()
+      .nonnegative()
+      .max(MAX_WIDTH, { error: (iss) => `hidden ${JSON.stringify(iss.input)} exceeds keel's limit of ${MAX_WIDTH}: no released model is that wide` })
+      .default(0),
     act: z.enum(['gelu', 'gelu_erf']).default('gelu'),
     /**
      * VILA-style token downsampling: each d×d block of neighbouring patch features is concatenated
@@ -50,16 +72,16 @@ export const projectorConfigSchema = z
 
 export const textConfigSchema = z
   .object({
-    vocabSize: positiveInt.default(256),
+    vocabSize: widthOf('vocabSize', MAX_VOCAB).default(256),
     /** Hidden width of the decoder. */
-    width: positiveInt.default(128),
-    layers: positiveInt.default(3),
+    width: widthOf('width', MAX_WIDTH).default(128),
+    layers: layerCount.default(3),
     /** Query heads; width / heads must be a multiple of 4. */
     heads: positiveInt.default(4),
     /** Key/value heads (grouped-query attention when < heads; must divide heads). */
     kvHeads: positiveInt.default(2),
     /** Hidden width of the SwiGLU MLP. */
-    intermediate: positiveInt.default(256),
+    intermediate: widthOf('intermediate', MAX_WIDTH).default(256),
     /** RoPE frequency base θ. */
     ropeTheta: z.number().positive().default(10000),
     /** ε of every RMSNorm. */

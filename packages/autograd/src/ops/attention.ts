@@ -9,7 +9,7 @@
  * Non-goals: dropout, arbitrary attention bias tensors, gradients of the padding mask.
  */
 import { attentionBackward, attentionForward, ropeBackward, ropeForward, type AttentionOptions, type RopeLayout } from '@keel/kernels';
-import { record } from '../tape.js';
+import { record, untracked } from '../tape.js';
 import { Tensor } from '../tensor.js';
 import type { OpCtx, RuleTable } from './registry.js';
 import { assertDType, fmtShapes, saveOrRelease, savedBuffer, willRecord } from './saved.js';
@@ -98,7 +98,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, o: AttentionOpOptions
   const out = Tensor.fromBuffer(q.rt, r.out, q.shape);
   const keep = willRecord([q, k, v]);
   const lse = saveOrRelease(q.rt, r.lse, [B, H, Tq], keep);
-  if (!keep) return out;
+  if (!keep) return untracked(out, 'attention', [q, k, v]);
   return record(out, 'attention', [q, k, v], {
     batch: B,
     heads: H,

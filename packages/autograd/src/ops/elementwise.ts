@@ -10,7 +10,7 @@ import {
   type DiffBinaryOp,
   type UnaryOp,
 } from '@keel/kernels';
-import { record } from '../tape.js';
+import { record, untracked } from '../tape.js';
 import { Tensor, numel } from '../tensor.js';
 
 export function assertF32(op: string, ...ts: Tensor[]): void {
@@ -33,7 +33,7 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   assertF32(op, a, b);
   const shape = broadcastShapes(`binary ${op}`, a.shape, b.shape);
   const out = Tensor.fromBuffer(a.rt, binaryForward(a.rt, op, a.buffer, b.buffer, { aShape: a.shape, bShape: b.shape }), shape);
-  if (op === 'eq' || op === 'ne' || op === 'lt' || op === 'le' || op === 'gt' || op === 'ge') return out;
+  if (op === 'eq' || op === 'ne' || op === 'lt' || op === 'le' || op === 'gt' || op === 'ge') return untracked(out, op, [a, b]);
   return record(out, 'binary', [a, b], { op: op as DiffBinaryOp });
 }
 

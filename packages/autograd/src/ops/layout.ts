@@ -1,7 +1,8 @@
 /**
  * Layout ops with backward rules: permute / transpose, slice / narrow, concat, indexSelect (gather
  * along an axis) and where(cond, a, b). All copy (tensors are contiguous; see tensor.ts) and move raw
- * 32-bit words, so permute, slice, concat and indexSelect also accept i32 tensors (not differentiable).
+ * 32-bit words, so permute, slice, concat and indexSelect also accept i32 tensors (not differentiable)
+ * and refuse f16 storage tensors, which hold 16-bit halves: cast them to f32 first.
  *
  * Backward partners: permute ↔ permute by the inverse permutation, slice ↔ zero-padded copy,
  * concat ↔ slices, indexSelect ↔ deterministic scatter-add, where ↔ where(cond, dy, 0) and
@@ -27,8 +28,13 @@ import type { RuleTable } from './registry.js';
 import { assertDType, fmtShapes } from './saved.js';
 import { sumToShape } from './shape.js';
 
+/** Throws unless every tensor is live and holds 32-bit words (f32 or i32): the kernels move words. */
 function live(op: string, ...ts: Tensor[]): void {
-  for (const t of ts) if (t.isDisposed) throw new Error(`${op}: tensor #${t.id} [${t.shape}] was disposed`);
+  for (const t of ts) {
+    if (t.isDisposed) throw new Error(`${op}: tensor #${t.id} [${t.shape}] was disposed`);
+    // an f16 buffer holds half the bytes its shape implies; the kernel would read past its end
+    if (t.dtype === 'f16') throw new Error(`${op}: got an f16 tensor [${t.shape}]; ${op} moves 32-bit f32 or i32 values, so cast(x, 'f32') first (f16 is a storage type)`);
+  }
 }
 
 function normAxis(op: string, axis: number, rank: number, shape: readonly number[]): number {

@@ -25,7 +25,7 @@ import {
   softmaxForward,
   type SoftmaxKind,
 } from '@keel/kernels';
-import { record } from '../tape.js';
+import { record, untracked } from '../tape.js';
 import { Tensor, numel } from '../tensor.js';
 import type { RuleTable } from './registry.js';
 import { assertDType, fmtShapes, saveOrRelease, savedBuffer, willRecord } from './saved.js';
@@ -81,7 +81,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, o: CrossEntropyOpt
   const lse = saveOrRelease(rt, r.lse, [shape[0]], keep);
   const count = saveOrRelease(rt, r.count, [1], keep);
   const loss = Tensor.fromBuffer(rt, r.loss, []);
-  return keep ? record(loss, 'crossEntropy', [logits, targets], { shape, ignoreIndex, lse: lse!, count: count! }) : loss;
+  return keep ? record(loss, 'crossEntropy', [logits, targets], { shape, ignoreIndex, lse: lse!, count: count! }) : untracked(loss, 'crossEntropy', [logits, targets]);
 }
 
 // ------------------------------------------------------------------ layerNorm / rmsNorm
@@ -113,7 +113,7 @@ export function layerNorm(x: Tensor, weight: Tensor | null = null, bias: Tensor 
   const mean = saveOrRelease(x.rt, r.mean, [shape[0]], keep);
   const rstd = saveOrRelease(x.rt, r.rstd, [shape[0]], keep);
   const y = wrap(x, r.y, x.shape);
-  if (!keep) return y;
+  if (!keep) return untracked(y, 'layerNorm', inputs);
   return record(y, 'layerNorm', inputs, { shape, hasWeight: !!weight, hasBias: !!bias, mean: mean!, rstd: rstd! });
 }
 
@@ -125,7 +125,7 @@ export function rmsNorm(x: Tensor, weight: Tensor | null = null, o: NormOptions 
   const keep = willRecord(inputs);
   const rstd = saveOrRelease(x.rt, r.rstd, [shape[0]], keep);
   const y = wrap(x, r.y, x.shape);
-  return keep ? record(y, 'rmsNorm', inputs, { shape, hasWeight: !!weight, rstd: rstd! }) : y;
+  return keep ? record(y, 'rmsNorm', inputs, { shape, hasWeight: !!weight, rstd: rstd! }) : untracked(y, 'rmsNorm', inputs);
 }
 
 // ------------------------------------------------------------------ embedding

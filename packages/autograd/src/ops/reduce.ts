@@ -1,6 +1,6 @@
 /** Reductions over axes: sum and mean are differentiable; max/min/argmax are not (yet) on the tape. */
 import { reduce, reduceOutputShape, type ReduceOp } from '@keel/kernels';
-import { record } from '../tape.js';
+import { record, untracked } from '../tape.js';
 import { Tensor } from '../tensor.js';
 import { assertF32 } from './elementwise.js';
 
@@ -29,7 +29,7 @@ export function reduceUntracked(op: Exclude<ReduceOp, 'sum' | 'mean'>, x: Tensor
   const axis = o.axis;
   const outShape = reduceOutputShape(x.shape, { ...(axis !== undefined ? { axis } : {}), keepDims: !!o.keepDims });
   const buf = reduce(x.rt, x.buffer, x.shape, op, axis !== undefined ? { axis } : {});
-  return Tensor.fromBuffer(x.rt, buf, outShape, op === 'argmax' ? 'i32' : 'f32');
+  return untracked(Tensor.fromBuffer(x.rt, buf, outShape, op === 'argmax' ? 'i32' : 'f32'), op, [x]);
 }
 export const max = (x: Tensor, o: ReduceAxes = {}): Tensor => reduceUntracked('max', x, o);
 export const min = (x: Tensor, o: ReduceAxes = {}): Tensor => reduceUntracked('min', x, o);

@@ -37,6 +37,11 @@
 import { z } from 'zod';
 import { ConfigError, imageTokenCount, mllmConfigSchema, type MllmConfig } from '../config.js';
 
+// Depth and widths are bounded once, by mllmConfigSchema (config.ts), whose issues fromHfConfig
+// reports under the HF field names (HF_PATH): a 1e9-layer config.json fails there, before any
+// parameter list is built.
+export { MAX_LAYERS } from '../config.js';
+
 type KeelAct = 'gelu' | 'gelu_erf';
 const HF_ACT: Record<KeelAct, string> = { gelu: 'gelu_pytorch_tanh', gelu_erf: 'gelu' };
 const KEEL_ACT: Record<string, KeelAct> = { gelu_pytorch_tanh: 'gelu', gelu_new: 'gelu', gelu_fast: 'gelu', gelu: 'gelu_erf' };
@@ -142,22 +147,13 @@ const activation = (field: string) =>
   });
 const notPositiveInt = (iss: { input?: unknown }) => `expected a positive integer, got ${JSON.stringify(iss.input)}`;
 const size = z.number().int({ error: notPositiveInt }).positive({ error: notPositiveInt });
-/**
- * Depth keel reads per tower. No released model comes near it (Llama 3.1 405B has 126 layers), so a
- * larger count means a damaged file; unchecked, loading would first list the tensor names of every
- * layer (9 µs each: hours and gigabytes for 1e9 layers, or a RangeError once a Map holds 2²⁴ names).
- */
-export const MAX_LAYERS = 1024;
-const depth = size.max(MAX_LAYERS, {
-  error: (iss) => `${JSON.stringify(iss.input)} layers exceed keel's limit of ${MAX_LAYERS}: no model is that deep, so the file is damaged`,
-});
 const noDropout = z.number().refine((p) => p === 0, { error: 'keel has no dropout: only 0 is supported' }).optional();
 
 const hfVisionSchema = z.object({
   model_type: exactly('clip_vision_model', "keel's vision tower is CLIP's ViT"),
   hidden_size: size,
   intermediate_size: size,
-  num_hidden_layers: depth,
+  num_hidden_layers: size,
   num_attention_heads: size,
   image_size: size,
   patch_size: size,
@@ -172,7 +168,7 @@ const hfTextSchema = z.object({
   vocab_size: size,
   hidden_size: size,
   intermediate_size: size,
-  num_hidden_layers: depth,
+  num_hidden_layers: size,
   num_attention_heads: size,
   num_key_value_heads: size.optional(),
   head_dim: size.optional(),

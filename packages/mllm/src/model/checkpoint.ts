@@ -6,7 +6,7 @@
  * Non-goals: sharded checkpoints, lazy loading, dtype conversion on save (weights are written f32).
  */
 import type { Runtime } from '@keel/kernels';
-import { loadModelFiles, parseModelFiles, saveModelFiles } from '../io/model-files.js';
+import { loadModelFiles, ModelFilesError, parseModelFiles, saveModelFiles } from '../io/model-files.js';
 import { parseTokenizerJson } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { MultimodalModel } from './mllm.js';
@@ -30,12 +30,26 @@ export async function saveModel(dir: string, model: MultimodalModel, tokenizer: 
   await saveModelFiles(dir, { config: model.config, tensors: await modelTensors(model), tokenizer: tokenizer.toJSON(), extra });
 }
 
-function build(rt: Runtime, files: Awaited<ReturnType<typeof loadModelFiles>>, source: string): LoadedModel {
-  if (!files.tokenizer) throw new Error(`${source}: tokenizer.json is missing; the model cannot read or write text without it`);
-  const tokenizer = parseTokenizerJson(files.tokenizer, `${source}/tokenizer.json`);
-  if (tokenizer.vocabSize > files.config.text.vocabSize) {
-    throw new Error(`${source}: tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${files.config.text.vocabSize}`);
+/** The checkpoint's tokenizer; a missing, malformed or oversized one is a ModelFilesError like the other files'. */
+function checkpointTokenizer(files: Awaited<ReturnType<typeof loadModelFiles>>, source: string): Tokenizer {
+  if (!files.tokenizer) throw new ModelFilesError(`${source}: tokenizer.json is missing; the model cannot read or write text without it`);
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = parseTokenizerJson(files.tokenizer, `${source}/tokenizer.json`);
+  } catch (e) {
+    // the tokenizer readers report bad input as plain Errors prefixed with the file; a TypeError or
+    // RangeError from inside them is a bug and stays what it is
+    if (e instanceof Error && e.constructor === Error) throw new ModelFilesError(e.message, { cause: e });
+    throw e;
   }
+  if (tokenizer.vocabSize > files.config.text.vocabSize) {
+    throw new ModelFilesError(`${source}: tokenizer has ${tokenizer.vocabSize} tokens but config.json's vocab_size is ${files.config.text.vocabSize}`);
+  }
+  return tokenizer;
+}
+
+function build(rt: Runtime, files: Awaited<ReturnType<typeof loadModelFiles>>, source: string): LoadedModel {
+  const tokenizer = checkpointTokenizer(files, source);
   const model = new MultimodalModel(rt, files.config);
   try {
     const params = model.namedParameters();

@@ -95,8 +95,24 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
     text: { ...o.config.text, vocabSize: tokenizer.vocabSize },
     imageTokenId: tokenizer.specials.image,
   });
-  const size = config.vision.imageSize;
   const model = new MultimodalModel(rt, config, { seed: o.seed });
+  try {
+    return { model, tokenizer, ...(await trainAndScore(model, tokenizer, o, options.onProgress)), options: o };
+  } catch (e) {
+    // the caller never sees the model of a failed run (a non-finite loss, a device error): free it here
+    model.dispose();
+    throw e;
+  }
+}
+
+/** The run itself: data pools, AdamW, the step loop and the final scores. */
+async function trainAndScore(
+  model: MultimodalModel,
+  tokenizer: WordTokenizer,
+  o: PretrainResult['options'],
+  onProgress: PretrainOptions['onProgress'],
+): Promise<Pick<PretrainResult, 'lossCurve' | 'scores' | 'seconds' | 'samplesPerSec'>> {
+  const size = model.config.vision.imageSize;
 
   // data pools: generated once, sampled with replacement per step
   const tasks = Object.keys(o.mix).filter((t) => o.mix[t]! > 0);
@@ -114,7 +130,7 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
   const named = [...model.namedParameters()];
   const decayed = named.filter(([n, p]) => p.rank === 2 && !n.includes('position_embedding')).map(([, p]) => p);
   const plain = named.filter(([, p]) => !decayed.includes(p)).map(([, p]) => p);
-  const optimizer = new AdamW(rt, [{ params: decayed, weightDecay: 0.01 }, { params: plain, weightDecay: 0 }], {
+  const optimizer = new AdamW(model.rt, [{ params: decayed, weightDecay: 0.01 }, { params: plain, weightDecay: 0 }], {
     lr: o.lr,
     maxNorm: 1,
     schedule: cosineSchedule({ warmup: o.warmup, total: o.steps, minRatio: 0.1 }),
@@ -140,7 +156,7 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
         lossCurve.push([step, mean]);
         recent = 0;
         recentCount = 0;
-        options.onProgress?.({ step, steps: o.steps, loss: mean, samplesPerSec: (step * o.batchSize) / elapsedSec, elapsedSec });
+        onProgress?.({ step, steps: o.steps, loss: mean, samplesPerSec: (step * o.batchSize) / elapsedSec, elapsedSec });
       }
     }
   } finally {
@@ -148,7 +164,7 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
   }
   const seconds = (performance.now() - start) / 1000;
   const scores = await scoreTasks(model, tokenizer, o.evalCount, o.seed);
-  return { model, tokenizer, lossCurve, scores, seconds, samplesPerSec: (o.steps * o.batchSize) / seconds, options: o };
+  return { lossCurve, scores, seconds, samplesPerSec: (o.steps * o.batchSize) / seconds };
 }
 
 /** Held-out exact-match accuracy on every registered task (general and downstream). */
