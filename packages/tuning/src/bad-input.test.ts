@@ -93,9 +93,9 @@ describe('eval / generate: model directory and image', () => {
     expect(r.message).toMatch(message);
   });
 
-  // cli/model-dir.ts lets loadModel's ConfigError / ModelFilesError / SafetensorsError through
-  // unconverted, and main() exits 2 only for a UsageError: 1 today, where issue 8 asks for 2
-  it.fails('a damaged model directory exits 2', async () => {
+  // cli/model-dir.ts turns loadModel's ConfigError / ModelFilesError / SafetensorsError into a
+  // UsageError, the one error main() exits 2 for
+  it('a damaged model directory exits 2', async () => {
     const model = await damagedBase('exit-code', (d) => writeFile(join(d, 'config.json'), '{"model_type": "llava", '));
     expect((await run(['eval', '--model', model, '--task', 'count', '--count', '1'])).code).toBe(2);
   });
@@ -109,9 +109,10 @@ describe('eval / generate: model directory and image', () => {
   });
 });
 
-// cli/tune.ts validates the method config before loading the model, but target patterns can only
-// be matched against a model: protocol/tune.ts does it in applyTuning, after loading and scoring
-// the base, and its plain Error makes main() exit 1
-it.fails('tune: a target pattern that matches nothing exits 2', async () => {
-  expect((await run(tuneWith('lora', await configFile('targets2.json', { targets: ['language_model.**.qkv'] })))).code).toBe(2);
+// Target patterns can only be matched against a loaded model: tune() applies the method before it
+// scores the base, and the CLI turns the TargetPatternError into a usage error
+it('tune: a target pattern that matches nothing exits 2, naming the pattern', async () => {
+  const r = await run(tuneWith('lora', await configFile('targets2.json', { targets: ['language_model.**.qkv'] })));
+  expect(r.code).toBe(2);
+  expect(r.message).toMatch(/'language_model\.\*\*\.qkv' matches no Linear module/);
 });

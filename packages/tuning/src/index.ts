@@ -5,8 +5,8 @@ export { applyTuning, loadTuning, loadTuningFromFiles, parseStrategyConfig } fro
 export type { TuningHandle, TuningConfigInput, TuningOptimizerOptions } from './strategies/apply.js';
 export { registerStrategy, getStrategy, listStrategies } from './strategies/registry.js';
 export { registerBuiltinStrategies, BUILTIN_STRATEGIES } from './strategies/builtin.js';
-export type { Paradigm, StrategyContext, StrategyDefinition, StrategyInstance, TensorState, PeftLayout } from './strategies/strategy.js';
-export { selectLinears, selectParameters, targetPatterns, lastDecoderLayers, NORM_TARGETS } from './strategies/targets.js';
+export type { Paradigm, RunningState, StrategyContext, StrategyDefinition, StrategyInstance, TensorState, PeftLayout } from './strategies/strategy.js';
+export { TargetPatternError, selectLinears, selectParameters, targetPatterns, lastDecoderLayers, NORM_TARGETS } from './strategies/targets.js';
 export { encodeAdapter, decodeAdapterState, readAdapterConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from './strategies/adapter-files.js';
 export type { AdapterFiles, DecodedAdapter, EncodeAdapterOptions } from './strategies/adapter-files.js';
 export { fullStrategy, fullConfigSchema } from './strategies/full.js';
@@ -17,7 +17,9 @@ export { loraStrategy, loraConfigSchema, loraWeight, loraScale } from './strateg
 export type { LoraConfig } from './strategies/lora.js';
 export { evaluateTargetUpstream, harmonicMean, protocolScores } from './protocol/scores.js';
 export type { EvaluateOptions, Evaluation, ProtocolScores, TargetUpstream } from './protocol/scores.js';
-export { tune } from './protocol/tune.js';
+export { tune, tuneRunIdentity, NonFiniteLossError, TuneAbortedError } from './protocol/tune.js';
+export { encodeCheckpoint, decodeCheckpoint, runDifference, CHECKPOINT_FORMAT, CHECKPOINT_STATE_FILE, CHECKPOINT_TENSORS_FILE } from './protocol/checkpoint.js';
+export type { TuneCheckpoint, TuneRunIdentity } from './protocol/checkpoint.js';
 export type { TuneOptions, TuneProgress, TuneResult, TuneRow } from './protocol/tune.js';
 export { l2spStrategy, ewcStrategy, l2spConfigSchema, ewcConfigSchema, weightPenalty, diagonalFisher } from './strategies/regularized.js';
 export type { L2spConfig, EwcConfig } from './strategies/regularized.js';

@@ -13,7 +13,7 @@
  */
 import { resolve } from 'node:path';
 import { getRuntime } from '@keel/kernels';
-import { DOWNSTREAM_TASKS, GENERAL_TASKS, getTask, loadModel } from '@keel/mllm';
+import { DOWNSTREAM_TASKS, GENERAL_TASKS, getTask } from '@keel/mllm';
 import { type Command } from 'commander';
 import { evaluateTargetUpstream, type Evaluation } from '../protocol/scores.js';
 import { BENCH_SUITE, QUICK_SUITE, type SuiteEntry } from '../protocol/suite.js';
@@ -23,7 +23,7 @@ import { writeBenchReport } from '../report/write.node.js';
 import { registerBuiltinStrategies } from '../strategies/builtin.js';
 import { getStrategy } from '../strategies/registry.js';
 import { UsageError, positiveInt } from './args.js';
-import { bundledBasePath } from './model-dir.js';
+import { bundledBasePath, loadCheckpoint } from './model-dir.js';
 import { writeFileAtomic } from '../fs.node.js';
 import { startProgress } from './progress.js';
 
@@ -96,7 +96,7 @@ export function registerBench(program: Command): void {
       const rt = await getRuntime();
       try {
         // the base, scored once on the draw every run is scored on
-        const base = await loadModel(rt, baseDir);
+        const base = await loadCheckpoint(rt, baseDir);
         const baseEval = new Map<string, Evaluation>();
         for (const task of tasks) baseEval.set(task, await evaluateTargetUpstream(base.model, base.tokenizer, { task, count: evalCount, seed: f.seed }));
         base.model.dispose();
@@ -108,7 +108,7 @@ export function registerBench(program: Command): void {
         const rows: BenchRow[] = [];
         for (const task of tasks) {
           for (const entry of suite) {
-            const { model, tokenizer } = await loadModel(rt, baseDir);
+            const { model, tokenizer } = await loadCheckpoint(rt, baseDir);
             const bar = f.json ? null : startProgress(`${entry.label.padEnd(14)} ${task}`, steps);
             try {
               const r = await tune(model, tokenizer, {

@@ -5,13 +5,16 @@
  *   - a `keel tune --out` directory (adapter_config.json + adapter_model.safetensors), whose
  *     adapter_config.json names its base in base_model_name_or_path: the base is loaded and the
  *     adapter applied on top.
- * A directory that is neither is an error listing what it holds.
+ * A directory that is neither is an error listing what it holds. A damaged checkpoint (a config.json
+ * that is not JSON or not a LLaVA config, a missing tokenizer.json, truncated or mismatched weights)
+ * is the user's input, not a bug: loadCheckpoint turns @keel/mllm's model-file errors into a
+ * UsageError (exit 2) with the message that names the file.
  */
 import { access, readdir } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runtime } from '@keel/kernels';
-import { loadModel, type LoadedModel } from '@keel/mllm';
+import { ConfigError, loadModel, ModelFilesError, SafetensorsError, type LoadedModel } from '@keel/mllm';
 import { ADAPTER_CONFIG_FILE, readAdapterConfig } from '../strategies/adapter-files.js';
 import { loadTuning, type TuningHandle } from '../strategies/apply.js';
 import { UsageError } from './args.js';
@@ -34,10 +37,20 @@ export interface LoadedTuned extends LoadedModel {
   baseDir: string;
 }
 
+/** loadModel with the errors of damaged model files as UsageErrors; anything else (a bug, the GPU) passes through. */
+export async function loadCheckpoint(rt: Runtime, dir: string): Promise<LoadedModel> {
+  try {
+    return await loadModel(rt, dir);
+  } catch (e) {
+    if (e instanceof ModelFilesError || e instanceof ConfigError || e instanceof SafetensorsError) throw new UsageError(e.message, { cause: e });
+    throw e;
+  }
+}
+
 /** Loads a checkpoint or a tuning output directory (file comment). */
 export async function loadModelOrTuned(rt: Runtime, dir: string, flag = '--model'): Promise<LoadedTuned> {
   if (await exists(join(dir, 'config.json'))) {
-    const loaded = await loadModel(rt, dir);
+    const loaded = await loadCheckpoint(rt, dir);
     return { ...loaded, handle: null, baseDir: dir };
   }
   if (await exists(join(dir, ADAPTER_CONFIG_FILE))) {
@@ -46,7 +59,7 @@ export async function loadModelOrTuned(rt: Runtime, dir: string, flag = '--model
     const named = saved.baseModel;
     if (!named) throw new UsageError(`${flag} ${dir}: ${ADAPTER_CONFIG_FILE} does not name its base model (base_model_name_or_path); pass the base with --base`);
     const baseDir = isAbsolute(named) ? named : resolve(dir, named);
-    const loaded = await loadModel(rt, baseDir);
+    const loaded = await loadCheckpoint(rt, baseDir);
     try {
       const handle = await loadTuning(loaded.model, dir);
       return { ...loaded, handle, baseDir };

@@ -2,7 +2,7 @@ import { Runtime } from '@keel/kernels';
 import { MultimodalModel, WordTokenizer, vocabularyWords, type MllmConfigInput } from '@keel/mllm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluateTargetUpstream, harmonicMean, protocolScores } from './scores.js';
-import { tune } from './tune.js';
+import { tune, tuneRunIdentity } from './tune.js';
 
 let rt: Runtime;
 beforeAll(async () => {
@@ -74,5 +74,15 @@ describe('evaluateTargetUpstream and tune', () => {
     await expect(tune(model, tok, { config: { strategy: 'full' }, task: 'mnist', steps: 0 })).rejects.toThrow(/steps must be a positive integer, got 0/);
     await expect(tune(model, tok, { config: { strategy: 'full' }, task: 'digits' })).rejects.toThrow(/digits/);
     model.dispose();
+  });
+});
+
+describe('tuneRunIdentity', () => {
+  it("passes the run's seed to a method with a seed field the config leaves unset, and only then", () => {
+    expect(tuneRunIdentity({ config: { strategy: 'lora' }, task: 'mnist', seed: 5 }).config.seed).toBe(5);
+    expect(tuneRunIdentity({ config: { strategy: 'hft' }, task: 'mnist', seed: 9 }).config.seed).toBe(9);
+    expect(tuneRunIdentity({ config: { strategy: 'lora', seed: 2 }, task: 'mnist', seed: 5 }).config.seed).toBe(2);
+    expect('seed' in tuneRunIdentity({ config: { strategy: 'full' }, task: 'mnist', seed: 5 }).config).toBe(false);
+    expect(() => tuneRunIdentity({ config: { strategy: 'lora', r: 0 }, task: 'mnist', seed: 5 })).toThrow(/lora config is invalid: r/);
   });
 });

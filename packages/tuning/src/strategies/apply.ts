@@ -16,7 +16,7 @@ import { answerLoss, trainStep, type MultimodalModel, type StepHooks, type Train
 import { decodeAdapterState, encodeAdapter, readAdapterConfig, type AdapterFiles, type EncodeAdapterOptions } from './adapter-files.js';
 import { registerBuiltinStrategies } from './builtin.js';
 import { getStrategy } from './registry.js';
-import type { StrategyContext, StrategyDefinition, StrategyInstance, TuningOptimizerOptions } from './strategy.js';
+import type { RunningState, StrategyContext, StrategyDefinition, StrategyInstance, TuningOptimizerOptions } from './strategy.js';
 
 export type { TuningOptimizerOptions } from './strategy.js';
 
@@ -57,6 +57,9 @@ export interface TuningHandle<C = unknown> {
   readonly finalized: boolean;
   enable(): void;
   disable(): void;
+  /** The method's running state for a resumable checkpoint (StrategyInstance.runningState); empty when it has none. */
+  runningState(): Promise<RunningState>;
+  loadRunningState(state: ReadonlyMap<string, Float32Array | Uint32Array>): void;
   /** The adapter directory's contents (browser-safe). */
   toFiles(options?: EncodeAdapterOptions): Promise<AdapterFiles>;
   /** Loads state from adapter files written for this strategy (and a compatible config). */
@@ -190,6 +193,15 @@ function makeHandle<C>(model: MultimodalModel, def: StrategyDefinition<C>, confi
     },
     enable: () => (alive('enable'), instance.setEnabled(true)),
     disable: () => (alive('disable'), instance.setEnabled(false)),
+    async runningState() {
+      alive('runningState');
+      return (await instance.runningState?.()) ?? new Map();
+    },
+    loadRunningState(state) {
+      alive('loadRunningState');
+      if (instance.loadRunningState) instance.loadRunningState(state);
+      else if (state.size > 0) throw new Error(`TuningHandle(${def.name}).loadRunningState: the method keeps no running state, got [${[...state.keys()]}]`);
+    },
     async toFiles(options = {}) {
       alive('toFiles');
       return encodeAdapter(def, config, instance.modules, await instance.state(), options);

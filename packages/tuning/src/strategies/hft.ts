@@ -26,6 +26,7 @@ import { MaskedAdamW, type Parameter } from '@keel/autograd';
 import type { SegmentLayout } from '@keel/kernels';
 import { z } from 'zod';
 import { selectiveInstance } from './selective.js';
+import { runningEntry } from './spider.js';
 import type { StrategyDefinition, StrategyInstance } from './strategy.js';
 import { selectParameters, targetPatterns } from './targets.js';
 
@@ -98,6 +99,7 @@ export const hftStrategy: StrategyDefinition<HftConfig> = {
     const base = selectiveInstance('hft', params);
     const optimizers: MaskedAdamW[] = [];
     let frozen: ReadonlySet<Parameter> = new Set(); // the current round's, for maskDensity
+    let roundOf: number | null = null; // its index; null before the first step
     let live = true;
     const detach = () => {
       for (const o of optimizers) o.onGradients(null);
@@ -110,12 +112,25 @@ export const hftStrategy: StrategyDefinition<HftConfig> = {
         const opt = new MaskedAdamW(ps[0]!.rt, ps, options);
         opt.onGradients(({ step }) => {
           if ((step - 1) % config.round !== 0) return;
-          const round = hftFrozen(ps.length, config.seed, (step - 1) / config.round);
+          roundOf = (step - 1) / config.round;
+          const round = hftFrozen(ps.length, config.seed, roundOf);
           frozen = new Set(ps.filter((_, t) => round[t]));
           opt.setBitMaskBuffer(opt.rt.upload(wholeTensorMask(opt.table, round)), opt.table);
         });
         optimizers.push(opt);
         return opt;
+      },
+      // The optimizer's state holds the round's mask; the round index restores the frozen set maskDensity reports.
+      async runningState() {
+        const r = roundOf === null ? -1 : roundOf;
+        return new Map([['round', Float32Array.of(r)]]);
+      },
+      loadRunningState(state) {
+        const [r] = runningEntry('hft', state, 'round', Float32Array, 1);
+        const list = [...params.values()];
+        roundOf = r! < 0 ? null : r!;
+        const round = roundOf === null ? null : hftFrozen(list.length, config.seed, roundOf);
+        frozen = new Set(round ? list.filter((_, t) => round[t]) : []);
       },
       async maskDensity() {
         if (!live) throw new Error('hft.maskDensity: the method was merged or removed; it masks nothing any more');

@@ -24,7 +24,7 @@
  * 'magnitude' computes its mask when the optimizer is made, the others at step 1). The optimizer owns
  * its mask, so each new mask is also copied into a buffer of the instance (ceil(N/32) words, once per
  * refresh); maskDensity reads those words back and counts bits per tensor on the CPU. A mask loaded
- * into the optimizer from a saved optimizer state is not seen here.
+ * into the optimizer from a saved optimizer state is seen here only through runningState's copy.
  *
  * Dimension legend: N arena elements (padding included), T trainable tensors, n one tensor's size.
  * Non-goals: resetting the sums at a refresh, sparsity schedules (k changing over training), masks
@@ -33,8 +33,8 @@
 import type { MaskedAdamW } from '@keel/autograd';
 import { importanceScores, topkThreshold, type GpuBuffer, type ImportanceMode, type Runtime, type SegmentLayout, type SegmentTable } from '@keel/kernels';
 import { z } from 'zod';
-import type { StrategyDefinition } from './strategy.js';
-import { anchoredInstance, appliedGradient, share, zeroArena } from './spider.js';
+import type { RunningState, StrategyDefinition } from './strategy.js';
+import { anchoredInstance, appliedGradient, runningEntry, share, zeroArena } from './spider.js';
 import { selectParameters, targetPatterns } from './targets.js';
 
 export const IMPORTANCE_SCORES = ['magnitude', 'snip', 'grad_sum', 'fisher'] as const satisfies readonly ImportanceMode[];
@@ -124,6 +124,17 @@ export const importanceTopkStrategy: StrategyDefinition<TopkConfig> = {
           return maskCounts(await rt.readU32(bits), table).map((count, t) => share(count, table.lengths[t]!));
         },
         smallBytes: () => bits?.size ?? 0,
+        // The optimizer's own state holds the mask it applies; these are the sums and the density copy.
+        async runningState() {
+          const state: RunningState = new Map();
+          if (acc) state.set('sums', await rt.readF32(acc));
+          if (bits) state.set('mask', await rt.readU32(bits));
+          return state;
+        },
+        loadRunningState(state) {
+          if (acc) rt.write(acc, runningEntry('topk', state, 'sums', Float32Array, table.arenaLength));
+          if (state.has('mask')) rt.write(maskCopy(), runningEntry('topk', state, 'mask', Uint32Array, Math.max(1, Math.ceil(table.arenaLength / 32))));
+        },
         release() {
           for (const b of [acc, bits]) if (b) rt.release(b);
           bits = null;

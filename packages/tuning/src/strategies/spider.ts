@@ -37,9 +37,11 @@
  *
  * Dimension legend: N arena elements (tensors at 64-element aligned offsets, padding included),
  * T trainable tensors. extraStateBytes counts tensor elements (Σ sizes), not padding.
- * Non-goals: SPIDER on added (non-base) parameters, the allocation on a CPU path, resuming S from an
- * adapter file (a save holds the tuned weights only; S restarts at 0 when training resumes), several
- * optimizers stepping one instance (each would add its gradients to the one S).
+ * Resuming: an adapter file holds the tuned weights only; a training checkpoint also holds S (the
+ * instance's runningState) and the optimizer's state, so a resumed run continues bit for bit.
+ *
+ * Non-goals: SPIDER on added (non-base) parameters, the allocation on a CPU path, several optimizers
+ * stepping one instance (each would add its gradients to the one S).
  */
 import { MaskedAdamW, type Parameter, type Tensor } from '@keel/autograd';
 import {
@@ -56,7 +58,7 @@ import {
 } from '@keel/kernels';
 import { z } from 'zod';
 import { checkState, snapshot } from './selective.js';
-import type { StrategyDefinition, StrategyInstance, TensorState, TuningOptimizerOptions } from './strategy.js';
+import type { RunningState, StrategyDefinition, StrategyInstance, TensorState, TuningOptimizerOptions } from './strategy.js';
 import { selectParameters, targetPatterns } from './targets.js';
 
 /** What MaskedAdamW's onGradients hook receives (adamw.ts GradientArenas). */
@@ -86,6 +88,28 @@ export interface AnchoredMethod {
   smallBytes?(): number;
   /** Frees the method's buffers (merge or remove). */
   release(): void;
+  /** StrategyInstance.runningState / loadRunningState, when the method keeps any. */
+  runningState?(): Promise<RunningState>;
+  loadRunningState?(state: ReadonlyMap<string, Float32Array | Uint32Array>): void;
+}
+
+/**
+ * Reads the named entry of a running state, checking its kind and length; the error names the method
+ * and the entry (a checkpoint of another config or base fails here).
+ */
+export function runningEntry<A extends Float32Array | Uint32Array>(
+  method: string,
+  state: ReadonlyMap<string, Float32Array | Uint32Array>,
+  name: string,
+  ctor: { new (n: number): A; readonly name: string },
+  length: number,
+): A {
+  const a = state.get(name);
+  if (!(a instanceof ctor) || a.length !== length) {
+    const got = a === undefined ? 'nothing' : `a ${a.constructor.name} of ${a.length} values`;
+    throw new Error(`${method}.loadRunningState: '${name}' must be a ${ctor.name} of ${length} values, got ${got} (a checkpoint of another config or base model?)`);
+  }
+  return a;
 }
 
 /** count / n, the share of a tensor's entries; an empty tensor has no entry to move: 0. */
@@ -203,6 +227,10 @@ export function anchoredInstance(method: string, params: ReadonlyMap<string, Par
       const d = await m.density();
       return new Map(names.map((name, i) => [name, d[i]!]));
     },
+    ...(m.runningState && {
+      runningState: () => (live('runningState'), m.runningState!()),
+      loadRunningState: (state: ReadonlyMap<string, Float32Array | Uint32Array>) => (live('loadRunningState'), m.loadRunningState!(state)),
+    }),
     extraStateBytes: () => (merged ? 0 : (1 + m.arenas) * 4 * elements + (m.smallBytes?.() ?? 0)) + [...(stash?.values() ?? [])].reduce((s, t) => s + t.size * 4, 0),
     remove() {
       if (merged) return;
@@ -246,6 +274,15 @@ export class SpiderAllocation {
     if (!this.positive) return lengths.map(() => 1);
     const sums = await this.rt.readF32(this.positive); // (Σc, #(c > 0)) per tensor, counts exact in f32 below 2^24
     return lengths.map((n, t) => share(sums[2 * t + 1]!, n));
+  }
+
+  /** S, the only state a resumed run needs (O is recomputed from W0; the density record is per step). */
+  async runningState(): Promise<RunningState> {
+    return new Map([['S', await this.rt.readF32(this.s)]]);
+  }
+
+  loadRunningState(state: ReadonlyMap<string, Float32Array | Uint32Array>): void {
+    this.rt.write(this.s, runningEntry('spider', state, 'S', Float32Array, this.table.arenaLength));
   }
 
   /** Device bytes besides O and S: the per-tensor record, once a step ran. */
@@ -294,6 +331,8 @@ export const spiderStrategy: StrategyDefinition<SpiderConfig> = {
         density: () => alloc.density(),
         smallBytes: () => alloc.smallBytes,
         release: () => alloc.dispose(),
+        runningState: () => alloc.runningState(),
+        loadRunningState: (state) => alloc.loadRunningState(state),
       };
     });
   },

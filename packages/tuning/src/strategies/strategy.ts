@@ -12,7 +12,8 @@
  *
  * Several adapters of one method on one model are told apart by their config's `name` (LoRA, DoRA;
  * adapter-set.ts switches between them).
- * Non-goals: optimizer state (the handle's optimizer owns it).
+ * Non-goals: optimizer state (the handle's optimizer owns it; a resumable checkpoint saves it beside
+ * the method's `state()` and `runningState()`).
  */
 import type { AdamW, Parameter, Schedule, Tensor } from '@keel/autograd';
 import type { MultimodalModel, StepHooks, TrainingBatch } from '@keel/mllm';
@@ -25,6 +26,9 @@ export interface TensorState {
   shape: number[];
   data: Float32Array;
 }
+
+/** A method's running state by name: f32 values, or u32 words (packed masks). */
+export type RunningState = Map<string, Float32Array | Uint32Array>;
 
 /** What the handle's `optimizer()` is given; a method that needs its own optimizer receives the same. */
 export interface TuningOptimizerOptions {
@@ -80,6 +84,14 @@ export interface StrategyInstance {
   state(): Promise<Map<string, TensorState>>;
   /** Writes saved state back; every name of `state()` must be present with its shape. */
   loadState(state: ReadonlyMap<string, TensorState>): void;
+  /**
+   * What a resumed run needs beyond the tuned weights (`state()`) and the optimizer's own state:
+   * SPIDER's gradient sum S, top-k's score sums and last mask, HFT's current round. Absent when the
+   * method's next step depends on nothing else. Reads the GPU.
+   */
+  runningState?(): Promise<RunningState>;
+  /** Restores `runningState()`'s output, taken from an instance of the same config on the same base. */
+  loadRunningState?(state: ReadonlyMap<string, Float32Array | Uint32Array>): void;
   /**
    * Bytes the method keeps on the device beyond the base model's own parameters (adapter weights,
    * W0 snapshots, masks); optimizer moments are not counted here.

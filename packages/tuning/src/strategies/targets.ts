@@ -25,6 +25,11 @@ function examples(names: readonly string[]): string {
  * The Linear modules whose path matches any pattern, by path (model order). Throws naming every
  * pattern that matches no Linear module.
  */
+/** A config's target pattern selects nothing in this model: the user's input is wrong, not the code. */
+export class TargetPatternError extends Error {
+  override name = 'TargetPatternError';
+}
+
 export function selectLinears(model: Module, patterns: readonly string[], method: string): Map<string, Linear> {
   const linears = [...model.namedModules()].filter((e): e is [string, Linear] => e[1] instanceof Linear);
   const out = new Map<string, Linear>();
@@ -36,7 +41,7 @@ export function selectLinears(model: Module, patterns: readonly string[], method
     for (const [path, m] of hits) out.set(path, m);
   }
   if (unmatched.length) {
-    throw new Error(`${method}: target pattern${unmatched.length > 1 ? 's' : ''} ${unmatched.join(', ')} match${unmatched.length > 1 ? '' : 'es'} no Linear module (Linear modules are named like ${examples(linears.map(([p]) => p))})`);
+    throw new TargetPatternError(`${method}: target pattern${unmatched.length > 1 ? 's' : ''} ${unmatched.join(', ')} match${unmatched.length > 1 ? '' : 'es'} no Linear module (Linear modules are named like ${examples(linears.map(([p]) => p))})`);
   }
   // model order, whatever the pattern order
   return new Map(linears.filter(([path]) => out.has(path)));
@@ -58,7 +63,7 @@ export function selectParameters(model: Module, patterns: readonly string[], met
   }
   if (unmatched.length) {
     const named = params.length ? `${what}s are named like ${examples(params.map(([n]) => n))}` : `the model has no ${what}s at all`;
-    throw new Error(`${method}: target pattern${unmatched.length > 1 ? 's' : ''} ${unmatched.join(', ')} match${unmatched.length > 1 ? '' : 'es'} no ${what} (${named})`);
+    throw new TargetPatternError(`${method}: target pattern${unmatched.length > 1 ? 's' : ''} ${unmatched.join(', ')} match${unmatched.length > 1 ? '' : 'es'} no ${what} (${named})`);
   }
   return new Map(params.filter(([name]) => chosen.has(name)));
 }
