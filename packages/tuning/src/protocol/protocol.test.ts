@@ -3,6 +3,7 @@ import { MultimodalModel, WordTokenizer, vocabularyWords, type MllmConfigInput }
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluateTargetUpstream, harmonicMean, protocolScores } from './scores.js';
 import { tune, tuneRunIdentity } from './tune.js';
+import { BENCH_SUITE, QUICK_SUITE } from './suite.js';
 
 let rt: Runtime;
 beforeAll(async () => {
@@ -84,5 +85,15 @@ describe('tuneRunIdentity', () => {
     expect(tuneRunIdentity({ config: { strategy: 'lora', seed: 2 }, task: 'mnist', seed: 5 }).config.seed).toBe(2);
     expect('seed' in tuneRunIdentity({ config: { strategy: 'full' }, task: 'mnist', seed: 5 }).config).toBe(false);
     expect(() => tuneRunIdentity({ config: { strategy: 'lora', r: 0 }, task: 'mnist', seed: 5 })).toThrow(/lora config is invalid: r/);
+  });
+});
+
+describe('bench suite', () => {
+  it.each(BENCH_SUITE.map((e) => [e.label, e] as const))('%s: its config passes the method schema', (_, entry) => {
+    expect(() => tuneRunIdentity({ config: entry.config, task: 'mnist' })).not.toThrow();
+  });
+  it('the quick suite is a subset of the bench suite with ≥ 6 methods', () => {
+    expect(QUICK_SUITE.length).toBeGreaterThanOrEqual(6);
+    for (const e of QUICK_SUITE) expect(BENCH_SUITE).toContain(e);
   });
 });

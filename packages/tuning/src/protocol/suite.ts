@@ -34,7 +34,7 @@ export const BENCH_SUITE: readonly SuiteEntry[] = [
   { label: 'projector-only', config: { strategy: 'full', targets: ['multi_modal_projector.**'] }, lr: 3e-3 },
   { label: 'bitfit', config: { strategy: 'bitfit' }, lr: 1e-2 },
   { label: 'hft', config: { strategy: 'hft', ...sel }, lr: 1e-3 },
-  { label: 'topk-snip', config: { strategy: 'topk', ...sel, score: 'snip', fraction: 0.1 }, lr: 1e-3, quick: true },
+  { label: 'topk-snip', config: { strategy: 'topk', ...sel, score: 'snip', k: 0.1 }, lr: 1e-3, quick: true },
   { label: 'magnitude-mask', config: { strategy: 'magnitude_mask', ...sel }, lr: 1e-3 },
   { label: 'spider', config: { strategy: 'spider', ...sel }, lr: 1e-3, quick: true },
   { label: 'l2sp', config: { strategy: 'l2sp', ...sel }, lr: 1e-3 },
