@@ -1,11 +1,13 @@
 /**
- * @keel/mllm — a small LLaVA-style multimodal model (CLIP-style ViT → MLP projector → Llama-style
- * decoder), its generation, checkpoint IO, tokenizers and data. Knows nothing of tuning strategies.
+ * @keel/mllm — a small LLaVA-style multimodal model (CLIP-style ViT → MLP projector or Perceiver
+ * resampler → Llama-style decoder), its generation, checkpoint IO, tokenizers and data. Knows
+ * nothing of tuning strategies.
  */
-export { resolveConfig, ConfigError, imageTokenCount, patchCount, projectorHidden, projectorInput, mllmConfigSchema } from './config.js';
-export type { MllmConfig, MllmConfigInput, VisionConfig, TextConfig, ProjectorConfig } from './config.js';
+export { resolveConfig, ConfigError, imageTokenCount, patchCount, projectorHidden, projectorInput, resamplerSizes, mllmConfigSchema, RESAMPLER_DEFAULTS } from './config.js';
+export type { MllmConfig, MllmConfigInput, VisionConfig, TextConfig, ProjectorConfig, MlpProjectorConfig, ResamplerConfig } from './config.js';
 export { MultimodalModel, Projector, imageRows } from './model/mllm.js';
-export type { ModelInput, ForwardOptions, ForwardResult } from './model/mllm.js';
+export type { Connector, ModelInput, ForwardOptions, ForwardResult } from './model/mllm.js';
+export { Resampler, ResamplerLayer, resamplerParameterShapes } from './model/resampler.js';
 export { VisionTower, patchify, patchTensor } from './model/vision.js';
 export { LanguageModel } from './model/language.js';
 export type { LayerCache, DecoderOptions, PrefixKV, PrefixSource } from './model/language.js';

@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, resolveConfig, visionConfigSchema, textConfigSchema, projectorConfigSchema } from '../config.js';
+import { ConfigError, RESAMPLER_DEFAULTS, resolveConfig, visionConfigSchema, textConfigSchema, projectorConfigSchema } from '../config.js';
 import { fromHfConfig, hfConfigPaths, toHfConfig } from './hf-config.js';
 
 const nonDefault = resolveConfig({
@@ -28,6 +29,7 @@ describe('toHfConfig / fromHfConfig', () => {
     expect(hf.text_config).toMatchObject({ model_type: 'llama', hidden_act: 'silu', hidden_size: c.text.width, num_key_value_heads: c.text.kvHeads });
     expect(hf.image_seq_length).toBe(16);
     expect('projector_hidden_size' in hf).toBe(false); // 0 = text width: HF's own layout
+    expect(Object.keys(hf).filter((k) => k === 'projector_type' || k.startsWith('resampler_'))).toEqual([]); // the MLP writes LLaVA's keys only
     expect(fromHfConfig(JSON.parse(JSON.stringify(hf)), 'config.json')).toEqual(c);
   });
 
@@ -42,8 +44,41 @@ describe('toHfConfig / fromHfConfig', () => {
     // the test config really is non-default in every field
     const defaults = resolveConfig();
     for (const part of ['vision', 'text', 'projector'] as const) {
-      for (const [k, v] of Object.entries(defaults[part])) expect(nonDefault[part][k as keyof typeof defaults[typeof part]], `${part}.${k}`).not.toEqual(v);
+      for (const [k, v] of Object.entries(defaults[part])) {
+        // the other projector type is the resampler's round trip below
+        if (part !== 'projector' || k !== 'type') expect(nonDefault[part][k as keyof typeof defaults[typeof part]], `${part}.${k}`).not.toEqual(v);
+      }
     }
+  });
+
+  it('round-trips a resampler config, every resampler size non-default, under the resampler_* keys', () => {
+    const c = resolveConfig({ projector: { type: 'resampler', act: 'gelu_erf', queries: 7, layers: 3, heads: 2, width: 32, intermediate: 48 } });
+    const hf = toHfConfig(c);
+    expect(hf).toMatchObject({
+      projector_type: 'resampler',
+      projector_hidden_act: 'gelu',
+      resampler_n_latents: 7,
+      resampler_depth: 3,
+      resampler_n_heads: 2,
+      resampler_hidden_size: 32,
+      resampler_intermediate_size: 48,
+      image_seq_length: 7,
+    });
+    expect('projector_downsample' in hf || 'projector_hidden_size' in hf).toBe(false);
+    expect(fromHfConfig(JSON.parse(JSON.stringify(hf)), 'config.json')).toEqual(c);
+    for (const [k, v] of Object.entries(RESAMPLER_DEFAULTS)) expect(c.projector[k as keyof typeof c.projector], `projector.${k}`).not.toEqual(v);
+    // widths left at 0 (= text width, 4·width) are not written, and read back as 0
+    const d = resolveConfig({ projector: { type: 'resampler' } });
+    const hd = toHfConfig(d);
+    expect('resampler_hidden_size' in hd || 'resampler_intermediate_size' in hd).toBe(false);
+    expect(fromHfConfig(JSON.parse(JSON.stringify(hd)), 'config.json')).toEqual(d);
+  });
+
+  it("reads the bundled base model's config.json as the MLP projector and writes it back unchanged", () => {
+    const json = JSON.parse(readFileSync(new URL('../../base/config.json', import.meta.url), 'utf8'));
+    const c = fromHfConfig(json, 'base/config.json');
+    expect(c.projector.type).toBe('mlp');
+    expect(JSON.parse(JSON.stringify(toHfConfig(c, json.keel_version !== undefined ? { keelVersion: json.keel_version } : {})))).toEqual(json);
   });
 
   it('names an HF path for every keel field', () => {
@@ -105,6 +140,13 @@ describe('toHfConfig / fromHfConfig', () => {
     ['a zero size', (h) => (h.vision_config.num_attention_heads = 0), /vision_config\.num_attention_heads: expected a positive integer, got 0/],
     ['keel cross-field checks, in HF names', (h) => (h.text_config.num_key_value_heads = 3), /text_config\.num_key_value_heads: heads 4 is not a multiple of kvHeads 3/],
     ['an image token outside the vocabulary', (h) => (h.image_token_index = 999), /image_token_index: imageTokenId 999 is outside the vocabulary/],
+    ['an unknown projector_type', (h) => (h.projector_type = 'qformer'), /projector_type: "qformer" is not supported: keel's projectors are 'mlp' \(LLaVA\) and 'resampler' \(Perceiver\)/],
+    ['a resampler key without projector_type', (h) => (h.resampler_n_latents = 8), /resampler_n_latents: queries is a resampler size; it needs type 'resampler' \(type is 'mlp'\)/],
+    ['a resampler key with projector_type mlp', (h) => Object.assign(h, { projector_type: 'mlp', resampler_depth: 2 }), /resampler_depth: layers is a resampler size/],
+    ['projector_downsample with the resampler', (h) => Object.assign(h, { projector_type: 'resampler', projector_downsample: 2, image_seq_length: 16 }), /projector_downsample: downsample 2 must be 1 with the resampler/],
+    ['resampler heads that do not divide its width', (h) => Object.assign(h, { projector_type: 'resampler', resampler_n_heads: 3, image_seq_length: 16 }), /resampler_n_heads: resampler width 128 \(the text width\) is not divisible by heads 3/],
+    ['a zero resampler size', (h) => Object.assign(h, { projector_type: 'resampler', resampler_depth: 0 }), /resampler_depth: expected a positive integer, got 0/],
+    ['an image_seq_length that disagrees with the resampler', (h) => Object.assign(h, { projector_type: 'resampler', resampler_n_latents: 5 }), /image_seq_length: 16 disagrees with resampler_n_latents = 5 image tokens/],
   ])('rejects %s, naming the field', (_, edit, message) => {
     const json = hfWith(edit);
     expect(() => fromHfConfig(json, 'ckpt/config.json')).toThrow(ConfigError);

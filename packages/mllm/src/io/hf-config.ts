@@ -9,6 +9,14 @@
  *     and cannot load a checkpoint whose projector hidden width differs from the text width)
  *   projector.downsample → projector_downsample (keel extension, written only when > 1: the
  *     VILA-style d×d patch merge before the MLP, which transformers' LLaVA does not have)
+ *   projector.type → projector_type (keel extension, written only for 'resampler'; absent = 'mlp')
+ *   projector.{queries, layers, heads} → resampler_{n_latents, depth, n_heads} (keel extensions,
+ *     Idefics2's perceiver_config names, kept at the top level beside the other projector keys;
+ *     written for the resampler only, and an error with projector_type 'mlp')
+ *   projector.{width, intermediate} → resampler_{hidden_size, intermediate_size} (the same, written
+ *     only when non-zero: 0 = text width and 4·width). A resampler checkpoint still says
+ *     LlavaForConditionalGeneration, but transformers cannot load it: its LLaVA ignores these keys
+ *     and expects the MLP's multi_modal_projector.linear_{1,2} weights.
  *   vision.{imageSize, patchSize, channels, width, layers, heads, intermediate, layerNormEps, act}
  *     → vision_config.{image_size, patch_size, num_channels, hidden_size, num_hidden_layers,
  *        num_attention_heads, intermediate_size, layer_norm_eps, hidden_act}
@@ -35,7 +43,7 @@
  * selection, image_token_id / text_config aliases of newer transformers releases.
  */
 import { z } from 'zod';
-import { ConfigError, imageTokenCount, mllmConfigSchema, type MllmConfig } from '../config.js';
+import { ConfigError, imageTokenCount, mllmConfigSchema, type MllmConfig, type ProjectorConfig } from '../config.js';
 
 // Depth and widths are bounded once, by mllmConfigSchema (config.ts), whose issues fromHfConfig
 // reports under the HF field names (HF_PATH): a 1e9-layer config.json fails there, before any
@@ -56,6 +64,12 @@ export interface HfLlavaConfig {
   projector_hidden_act: string;
   projector_hidden_size?: number;
   projector_downsample?: number;
+  projector_type?: 'resampler';
+  resampler_n_latents?: number;
+  resampler_depth?: number;
+  resampler_n_heads?: number;
+  resampler_hidden_size?: number;
+  resampler_intermediate_size?: number;
   vision_feature_layer: -1;
   vision_feature_select_strategy: 'default';
   /** Mirrors text_config.tie_word_embeddings: transformers releases differ in which one they read. */
@@ -90,6 +104,19 @@ export interface HfLlavaConfig {
   keel_version?: string;
 }
 
+/** The resampler's keys; none for the MLP projector, so an MLP config.json is LLaVA's own layout. */
+function resamplerKeys(p: ProjectorConfig): Partial<HfLlavaConfig> {
+  if (p.type === 'mlp') return {};
+  return {
+    projector_type: 'resampler',
+    resampler_n_latents: p.queries,
+    resampler_depth: p.layers,
+    resampler_n_heads: p.heads,
+    ...(p.width ? { resampler_hidden_size: p.width } : {}),
+    ...(p.intermediate ? { resampler_intermediate_size: p.intermediate } : {}),
+  };
+}
+
 export function toHfConfig(c: MllmConfig, options: { keelVersion?: string } = {}): HfLlavaConfig {
   const { vision: v, text: t } = c;
   return {
@@ -100,6 +127,7 @@ export function toHfConfig(c: MllmConfig, options: { keelVersion?: string } = {}
     projector_hidden_act: HF_ACT[c.projector.act],
     ...(c.projector.hidden ? { projector_hidden_size: c.projector.hidden } : {}),
     ...(c.projector.downsample > 1 ? { projector_downsample: c.projector.downsample } : {}),
+    ...resamplerKeys(c.projector),
     vision_feature_layer: -1,
     vision_feature_select_strategy: 'default',
     tie_word_embeddings: t.tieEmbeddings,
@@ -194,6 +222,12 @@ const hfLlavaSchema = z.object({
   projector_hidden_act: activation('projector_hidden_act').default('gelu'),
   projector_hidden_size: size.optional(),
   projector_downsample: size.optional(),
+  projector_type: z.enum(['mlp', 'resampler'], { error: (iss) => `${JSON.stringify(iss.input)} is not supported: keel's projectors are 'mlp' (LLaVA) and 'resampler' (Perceiver)` }).optional(),
+  resampler_n_latents: size.optional(),
+  resampler_depth: size.optional(),
+  resampler_n_heads: size.optional(),
+  resampler_hidden_size: size.optional(),
+  resampler_intermediate_size: size.optional(),
   multimodal_projector_bias: exactly(true, "keel's projector has biases").optional(),
   vision_feature_layer: exactly(-1, 'keel feeds the projector the last encoder layer (-1); HF defaults to -2 when absent'),
   vision_feature_select_strategy: exactly('default', "keel drops the CLS token ('default')").default('default'),
@@ -209,6 +243,12 @@ const HF_PATH: Record<string, string> = {
   'projector.hidden': 'projector_hidden_size',
   'projector.act': 'projector_hidden_act',
   'projector.downsample': 'projector_downsample',
+  'projector.type': 'projector_type',
+  'projector.queries': 'resampler_n_latents',
+  'projector.layers': 'resampler_depth',
+  'projector.heads': 'resampler_n_heads',
+  'projector.width': 'resampler_hidden_size',
+  'projector.intermediate': 'resampler_intermediate_size',
   'vision.imageSize': 'vision_config.image_size',
   'vision.patchSize': 'vision_config.patch_size',
   'vision.channels': 'vision_config.num_channels',
@@ -234,6 +274,8 @@ export const hfConfigPaths: Readonly<Record<string, string>> = HF_PATH;
 
 const invalid = (source: string, lines: string[]) => new ConfigError(`${source}: invalid Hugging Face LLaVA config:\n${lines.map((l) => `  ${l}`).join('\n')}`);
 
+const defined = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+
 /** Parses a `config.json` object; `source` (a path or URL) prefixes the error. Throws ConfigError. */
 export function fromHfConfig(json: unknown, source: string): MllmConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
@@ -258,7 +300,20 @@ export function fromHfConfig(json: unknown, source: string): MllmConfig {
 
   const candidate = {
     imageTokenId: h.image_token_index,
-    projector: { hidden: h.projector_hidden_size ?? 0, act: KEEL_ACT[h.projector_hidden_act]!, downsample: h.projector_downsample ?? 1 },
+    projector: {
+      type: h.projector_type ?? 'mlp',
+      hidden: h.projector_hidden_size ?? 0,
+      act: KEEL_ACT[h.projector_hidden_act]!,
+      downsample: h.projector_downsample ?? 1,
+      // present keys only: a resampler key beside projector_type 'mlp' is then reported by name
+      ...defined({
+        queries: h.resampler_n_latents,
+        layers: h.resampler_depth,
+        heads: h.resampler_n_heads,
+        width: h.resampler_hidden_size,
+        intermediate: h.resampler_intermediate_size,
+      }),
+    },
     vision: {
       imageSize: v.image_size,
       patchSize: v.patch_size,
@@ -287,7 +342,8 @@ export function fromHfConfig(json: unknown, source: string): MllmConfig {
   if (!k.success) throw invalid(source, k.error.issues.map((i) => `${HF_PATH[i.path.join('.')] ?? i.path.join('.')}: ${i.message}`));
   const config = k.data;
   if (h.image_seq_length !== undefined && h.image_seq_length !== imageTokenCount(config)) {
-    throw invalid(source, [`image_seq_length: ${h.image_seq_length} disagrees with (image_size / patch_size / projector_downsample)² = ${imageTokenCount(config)} image tokens`]);
+    const rule = config.projector.type === 'resampler' ? 'resampler_n_latents' : '(image_size / patch_size / projector_downsample)²';
+    throw invalid(source, [`image_seq_length: ${h.image_seq_length} disagrees with ${rule} = ${imageTokenCount(config)} image tokens`]);
   }
   return config;
 }

@@ -41,6 +41,7 @@
  * Non-goals: sharded checkpoints (model.safetensors.index.json), half-precision saving, streaming.
  */
 import { patchCount, projectorHidden, projectorInput, resolveConfig, type MllmConfig } from '../config.js';
+import { resamplerParameterShapes } from '../model/resampler.js';
 import { fromHfConfig, toHfConfig } from './hf-config.js';
 import { parseSafetensors, serializeSafetensors, type SerializableTensor } from './safetensors.js';
 
@@ -102,11 +103,15 @@ export function llavaParameterShapes(c: MllmConfig): Map<string, number[]> {
     m.set(`${l}.layer_norm2.weight`, [v.width]);
     m.set(`${l}.layer_norm2.bias`, [v.width]);
   }
-  const hp = projectorHidden(c);
-  m.set('multi_modal_projector.linear_1.weight', [hp, projectorInput(c)]);
-  m.set('multi_modal_projector.linear_1.bias', [hp]);
-  m.set('multi_modal_projector.linear_2.weight', [t.width, hp]);
-  m.set('multi_modal_projector.linear_2.bias', [t.width]);
+  if (c.projector.type === 'resampler') {
+    for (const [name, shape] of resamplerParameterShapes(c)) m.set(name, shape);
+  } else {
+    const hp = projectorHidden(c);
+    m.set('multi_modal_projector.linear_1.weight', [hp, projectorInput(c)]);
+    m.set('multi_modal_projector.linear_1.bias', [hp]);
+    m.set('multi_modal_projector.linear_2.weight', [t.width, hp]);
+    m.set('multi_modal_projector.linear_2.bias', [t.width]);
+  }
   m.set('language_model.model.embed_tokens.weight', [t.vocabSize, t.width]);
   const kvWidth = (t.width / t.heads) * t.kvHeads;
   for (let i = 0; i < t.layers; i++) {

@@ -10,7 +10,7 @@ import { resolveConfig, type MllmConfig, type MllmConfigInput } from '../config.
 import { WordTokenizer } from '../tokenizer/word.js';
 import { IGNORE, collate, collatePrompts } from './collate.js';
 import { generate, pickToken } from './generate.js';
-import { MultimodalModel } from './mllm.js';
+import { MultimodalModel, Projector } from './mllm.js';
 import { referenceLogits } from './reference.js';
 
 let rt: Runtime;
@@ -75,14 +75,16 @@ describe('MultimodalModel forward', () => {
     const model = new MultimodalModel(rt, { ...small, vision: { ...small.vision, imageSize: 16 }, projector: { hidden: 20, downsample: 2 } }, { seed: 5 });
     const cfg = model.config;
     expect(model.imageTokens).toBe(4);
-    expect(model.multi_modal_projector.linear_1.inFeatures).toBe(4 * 16);
+    const projector = model.multi_modal_projector as Projector;
+    expect(projector).toBeInstanceOf(Projector);
+    expect(projector.linear_1.inFeatures).toBe(4 * 16);
     const batch = collate([{ image: image(cfg, 2), prompt: 'what color is the circle ?', answer: 'blue' }], tok, cfg);
     const logits = (await noGrad(() => tidy(() => model.forward(batch.input).logits)).toArray()) as Float32Array;
     const want = referenceLogits(await weightsOf(model), cfg, batch.input.ids, image(cfg, 2));
     expectClose(logits, want, 2e-4, 'downsampled row');
     // the merged feature of token (0, 0) holds patches (0,0), (0,1), (1,0), (1,1) in that order
     const feats = tensor(rt, Float32Array.from({ length: 16 * 3 }, (_, i) => i), [1, 16, 3]);
-    const merged = (await model.multi_modal_projector.merge(feats).toArray()) as Float32Array;
+    const merged = (await projector.merge(feats).toArray()) as Float32Array;
     expect([...merged.subarray(0, 12)]).toEqual([0, 1, 2, 3, 4, 5, 12, 13, 14, 15, 16, 17]);
     feats.dispose();
     model.dispose();

@@ -1,7 +1,9 @@
 /**
- * The multimodal model, LLaVA-style: the ViT's patch features go through a 2-layer MLP projector
- * into the language model's width and replace the `<image>` placeholder tokens of the text.
+ * The multimodal model, LLaVA-style: the ViT's patch features go through a connector into the
+ * language model's width and replace the `<image>` placeholder tokens of the text.
  *   img = linear_2(gelu(linear_1(vision_tower(patches))))          (Bi, P, W)
+ * That is the MLP projector (`projector.type: 'mlp'`); a resampler model (`'resampler'`,
+ * resampler.ts) instead gives P = `queries` tokens from learned queries over the patch features.
  *   x   = embed(ids) with the P image-token positions of each image row replaced by img, in order
  *   logits = lm_head(decoder(x))
  * The caller expands each `<image>` to P copies of the image token id (as HF's LLaVA processor
@@ -15,6 +17,7 @@ import type { Runtime } from '@keel/kernels';
 import { Activation, Linear, Module, concat, indexSelect, permute, reshape, tensor, type Tensor } from '@keel/autograd';
 import { imageTokenCount, projectorHidden, projectorInput, resolveConfig, type MllmConfig, type MllmConfigInput } from '../config.js';
 import { LanguageModel, type LayerCache } from './language.js';
+import { Resampler } from './resampler.js';
 import { VisionTower, patchTensor } from './vision.js';
 
 /**
@@ -74,10 +77,13 @@ export interface ForwardResult {
   cache: LayerCache[];
 }
 
+/** The connector registered as `multi_modal_projector`, one class per `projector.type`. */
+export type Connector = Projector | Resampler;
+
 export class MultimodalModel extends Module {
   readonly config: MllmConfig;
   readonly vision_tower: VisionTower;
-  readonly multi_modal_projector: Projector;
+  readonly multi_modal_projector: Connector;
   readonly language_model: LanguageModel;
 
   constructor(
@@ -89,7 +95,9 @@ export class MultimodalModel extends Module {
     this.config = resolveConfig(config);
     const seed = options.seed ?? 0;
     this.vision_tower = this.module('vision_tower', new VisionTower(rt, this.config.vision, (seed ^ 0x1000193) >>> 0));
-    this.multi_modal_projector = this.module('multi_modal_projector', new Projector(rt, this.config, (seed ^ 0x2c9277b5) >>> 0));
+    const connectorSeed = (seed ^ 0x2c9277b5) >>> 0;
+    const connector = this.config.projector.type === 'resampler' ? new Resampler(rt, this.config, connectorSeed) : new Projector(rt, this.config, connectorSeed);
+    this.multi_modal_projector = this.module('multi_modal_projector', connector);
     this.language_model = this.module('language_model', new LanguageModel(rt, this.config.text, (seed ^ 0x7f4a7c15) >>> 0));
   }
 

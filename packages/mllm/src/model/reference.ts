@@ -1,14 +1,15 @@
 /**
- * An independent float64 CPU implementation of the whole architecture (ViT → projector → Llama),
- * written from the math in the model files' headers rather than from their code, so tests can
- * check the GPU model's logits against it. Weights come from a state dict by parameter name.
+ * An independent float64 CPU implementation of the whole architecture (ViT → MLP projector or
+ * resampler → Llama), written from the math in the model files' headers rather than from their
+ * code, so tests can check the GPU model's logits against it. Weights come from a state dict by
+ * parameter name.
  *
- * Dimension legend: B rows, T tokens, N ViT tokens, P patches, W width, H heads, Hkv kv heads,
- * D head dim, F MLP width, V vocabulary.
+ * Dimension legend: B rows, T tokens, Tk keys, N ViT tokens, P patches, Q resampler queries,
+ * W width, Wr resampler width, H heads, Hkv kv heads, D head dim, F MLP width, V vocabulary.
  * Non-goals: speed (it is O(T²) loops in plain TypeScript), gradients, KV caching.
  */
 import type { MllmConfig } from '../config.js';
-import { imageTokenCount, projectorHidden, projectorInput } from '../config.js';
+import { imageTokenCount, projectorHidden, projectorInput, resamplerSizes } from '../config.js';
 
 type Weights = ReadonlyMap<string, ArrayLike<number>>;
 type Mat = Float64Array; // row-major
@@ -88,7 +89,7 @@ function add(a: Mat, b: Mat): Mat {
  * Multi-head attention over rows of one sequence: q (T, H·D), k and v (Tk, Hkv·D); query t sits at
  * absolute position t (causal: keys ≤ t); keys with flag 0 are skipped; rows seeing no key give 0.
  */
-function attend(q: Mat, k: Mat, v: Mat, T: number, H: number, Hkv: number, D: number, causal: boolean, flags: ArrayLike<number> | null): Mat {
+function attend(q: Mat, k: Mat, v: Mat, T: number, Tk: number, H: number, Hkv: number, D: number, causal: boolean, flags: ArrayLike<number> | null): Mat {
   const out = new Float64Array(T * H * D);
   const scale = 1 / Math.sqrt(D);
   for (let h = 0; h < H; h++) {
@@ -96,7 +97,7 @@ function attend(q: Mat, k: Mat, v: Mat, T: number, H: number, Hkv: number, D: nu
     for (let t = 0; t < T; t++) {
       const scores: number[] = [];
       const keys: number[] = [];
-      for (let j = 0; j < T; j++) {
+      for (let j = 0; j < Tk; j++) {
         if ((causal && j > t) || (flags && !flags[j])) continue;
         let s = 0;
         for (let d = 0; d < D; d++) s += q[t * H * D + h * D + d]! * k[j * Hkv * D + g * D + d]!;
@@ -161,11 +162,12 @@ function imageTokens(w: Weights, c: MllmConfig, image: ArrayLike<number>): Mat {
     const L = `${pre}encoder.layers.${l}.`;
     const lin = (name: string, inp: Mat, I: number, O: number) => linear(inp, N, I, get(w, `${L}${name}.weight`, I * O), O, get(w, `${L}${name}.bias`, O));
     const h = layerNorm(x, N, Wv, get(w, `${L}layer_norm1.weight`, Wv), get(w, `${L}layer_norm1.bias`, Wv), eps);
-    const a = attend(lin('self_attn.q_proj', h, Wv, Wv), lin('self_attn.k_proj', h, Wv, Wv), lin('self_attn.v_proj', h, Wv, Wv), N, H, H, Wv / H, false, null);
+    const a = attend(lin('self_attn.q_proj', h, Wv, Wv), lin('self_attn.k_proj', h, Wv, Wv), lin('self_attn.v_proj', h, Wv, Wv), N, N, H, H, Wv / H, false, null);
     x = add(x, lin('self_attn.out_proj', a, Wv, Wv));
     const h2 = layerNorm(x, N, Wv, get(w, `${L}layer_norm2.weight`, Wv), get(w, `${L}layer_norm2.bias`, Wv), eps);
     x = add(x, lin('mlp.fc2', lin('mlp.fc1', h2, Wv, F).map(act), F, Wv));
   }
+  if (c.projector.type === 'resampler') return resample(w, c, x.subarray(Wv), P); // drop CLS
   const feats = downsample(x.subarray(Wv), g, Wv, c.projector.downsample); // drop CLS → (P, Wv) → (P/d², d²·Wv)
   const Pt = imageTokenCount(c);
   const In = projectorInput(c);
@@ -175,6 +177,37 @@ function imageTokens(w: Weights, c: MllmConfig, image: ArrayLike<number>): Mat {
   const m = 'multi_modal_projector.';
   const h = linear(feats, Pt, In, get(w, `${m}linear_1.weight`, Hp * In), Hp, get(w, `${m}linear_1.bias`, Hp)).map(pact);
   return linear(h, Pt, Hp, get(w, `${m}linear_2.weight`, W * Hp), W, get(w, `${m}linear_2.bias`, W));
+}
+
+/**
+ * Patch features (P, Wv) → image tokens (Q, W) by the resampler: latents z cross-attend to
+ * [LN(x); LN(z)] with x = the projected patches, then a GELU MLP, both pre-LN and residual; a final
+ * LN, and a Linear to the text width when the resampler's width differs.
+ */
+function resample(w: Weights, c: MllmConfig, feats: Mat, P: number): Mat {
+  const { queries: Q, layers, heads: H, width: Wr, intermediate: F } = resamplerSizes(c);
+  const { width: Wv, layerNormEps: eps } = c.vision;
+  const W = c.text.width;
+  const m = 'multi_modal_projector.';
+  const lin = (name: string, x: Mat, n: number, I: number, O: number) => linear(x, n, I, get(w, `${m}${name}.weight`, O * I), O, get(w, `${m}${name}.bias`, O));
+  const norm = (name: string, x: Mat, n: number) => layerNorm(x, n, Wr, get(w, `${m}${name}.weight`, Wr), get(w, `${m}${name}.bias`, Wr), eps);
+  const act = c.projector.act === 'gelu' ? geluTanh : geluErf;
+  const x = lin('modality_projection', feats, P, Wv, Wr);
+  let z: Mat = Float64Array.from(get(w, `${m}latents`, Q * Wr));
+  for (let l = 0; l < layers; l++) {
+    const L = `layers.${l}.`;
+    const zn = norm(`${L}input_latents_norm`, z, Q);
+    const kv = new Float64Array((P + Q) * Wr);
+    kv.set(norm(`${L}input_context_norm`, x, P));
+    kv.set(zn, P * Wr);
+    const q = lin(`${L}cross_attn.q_proj`, zn, Q, Wr, Wr);
+    const a = attend(q, lin(`${L}cross_attn.k_proj`, kv, P + Q, Wr, Wr), lin(`${L}cross_attn.v_proj`, kv, P + Q, Wr, Wr), Q, P + Q, H, H, Wr / H, false, null);
+    z = add(z, lin(`${L}cross_attn.o_proj`, a, Q, Wr, Wr));
+    const h = lin(`${L}mlp.fc1`, norm(`${L}post_attention_layernorm`, z, Q), Q, Wr, F).map(act);
+    z = add(z, lin(`${L}mlp.fc2`, h, Q, F, Wr));
+  }
+  const out = norm('norm', z, Q);
+  return Wr === W ? out : lin('output_projection', out, Q, Wr, W);
 }
 
 /** (g², C) patch features → ((g/d)², d²·C): token (by, bx) = patches (by·d + dy, bx·d + dx) in (dy, dx, c) order. */
@@ -221,7 +254,7 @@ export function referenceLogits(w: Weights, c: MllmConfig, ids: ArrayLike<number
     const q = rope(lin('self_attn.q_proj', h, W, W), T, H, D, ropeTheta);
     const k = rope(lin('self_attn.k_proj', h, W, Hkv * D), T, Hkv, D, ropeTheta);
     const v = lin('self_attn.v_proj', h, W, Hkv * D);
-    x = add(x, lin('self_attn.o_proj', attend(q, k, v, T, H, Hkv, D, true, flags), W, W));
+    x = add(x, lin('self_attn.o_proj', attend(q, k, v, T, T, H, Hkv, D, true, flags), W, W));
     const h2 = rmsNorm(x, T, W, get(w, `${L}post_attention_layernorm.weight`, W), eps);
     const gate = lin('mlp.gate_proj', h2, W, F);
     const up = lin('mlp.up_proj', h2, W, F);

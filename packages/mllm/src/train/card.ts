@@ -2,8 +2,18 @@
  * The model card written next to a pre-trained checkpoint: what data, how many steps, how long,
  * and the held-out scores — every number from the run that produced the weights.
  */
-import { imageTokenCount } from '../config.js';
+import { imageTokenCount, resamplerSizes, type MllmConfig } from '../config.js';
 import type { PretrainResult } from './pretrain.js';
+
+/** One line on the connector family: the LLaVA MLP (optionally after a VILA patch merge) or the resampler. */
+function connectorLine(c: MllmConfig): string {
+  if (c.projector.type === 'resampler') {
+    const r = resamplerSizes(c);
+    return `Perceiver-style resampler, ${r.queries} learned queries cross-attending to the patches, ${r.layers} layers of width ${r.width}, ${r.heads} heads`;
+  }
+  const d = c.projector.downsample;
+  return `${d > 1 ? `VILA-style ${d}×${d} patch merge, then a ` : 'LLaVA-1.5 '}2-layer GELU MLP`;
+}
 
 export interface CardContext {
   /** The command line that produced the checkpoint. */
@@ -28,7 +38,7 @@ Deterministic from the seed: the same command on the same device reproduces thes
 
 ## Architecture
 - Vision: CLIP-style ViT, ${c.vision.imageSize}×${c.vision.imageSize} RGB input, ${c.vision.patchSize}×${c.vision.patchSize} patches, width ${c.vision.width}, ${c.vision.layers} blocks, ${c.vision.heads} heads, MLP ${c.vision.intermediate}.
-- Projector: ${c.projector.downsample > 1 ? `VILA-style ${c.projector.downsample}×${c.projector.downsample} patch merge, then a ` : 'LLaVA-1.5 '}2-layer GELU MLP → ${imageTokenCount(c)} image tokens.
+- Connector: ${connectorLine(c)} → ${imageTokenCount(c)} image tokens.
 - Language model: Llama-style, width ${c.text.width}, ${c.text.layers} blocks, ${c.text.heads} heads / ${c.text.kvHeads} kv heads, SwiGLU ${c.text.intermediate}, vocabulary ${c.text.vocabSize} words, tied embeddings: ${c.text.tieEmbeddings}.
 - Files: \`config.json\` (HF LLaVA format), \`model.safetensors\` (f32, HF llava-1.5 parameter names), \`tokenizer.json\` (HF WordLevel).
 

@@ -6,7 +6,7 @@
  */
 import { Runtime } from '@keel/kernels';
 import { Linear, noGrad, randn, tidy, type Tensor } from '@keel/autograd';
-import { MultimodalModel, generate, type TrainingBatch } from '@keel/mllm';
+import { MultimodalModel, generate, type Projector, type TrainingBatch } from '@keel/mllm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyTuning } from './apply.js';
 import { houlsbyStrategy, type HoulsbyActivation } from './houlsby.js';
@@ -88,7 +88,7 @@ describe('forward math vs float64', () => {
       const path = 'multi_modal_projector.linear_1';
       const h = applyTuning(model, { strategy: 'adapter', bottleneck: 3, activation: act, targets: [path] });
       const st = randomState(h.trainableParameters(), 5); // nonzero up: the adapter's branch is live
-      const lin = model.multi_modal_projector.linear_1; // 16 → 20, biased
+      const lin = (model.multi_modal_projector as Projector).linear_1; // 16 → 20, biased
       const [R, I, O, m] = [5, 16, 20, 3];
       const x = randn(rt, [R, I], 77);
       for (const [name, p] of h.trainableParameters()) p.rt.write(p.buffer, st.get(name)!.data);
@@ -109,7 +109,8 @@ describe('forward math vs float64', () => {
 
   it('ia3: output scaling (rows and bias) and input scaling (columns) match float64, and merge folds them into W exactly', async () => {
     const model = new MultimodalModel(rt, small, { seed: SEED });
-    const [l1, l2] = [model.multi_modal_projector.linear_1, model.multi_modal_projector.linear_2]; // 16 → 20 → 16, biased
+    const connector = model.multi_modal_projector as Projector;
+    const [l1, l2] = [connector.linear_1, connector.linear_2]; // 16 → 20 → 16, biased
     const h = applyTuning(model, { strategy: 'ia3', targets: ['multi_modal_projector.**'], feedforward: ['multi_modal_projector.linear_2'] });
     const trainable = h.trainableParameters();
     expect([...trainable].map(([n, p]) => [n, p.shape])).toEqual([
