@@ -5,6 +5,8 @@
  */
 export { resolveConfig, ConfigError, imageTokenCount, patchCount, projectorHidden, projectorInput, resamplerSizes, mllmConfigSchema, RESAMPLER_DEFAULTS } from './config.js';
 export type { MllmConfig, MllmConfigInput, VisionConfig, TextConfig, ProjectorConfig, MlpProjectorConfig, ResamplerConfig } from './config.js';
+export { ARCHITECTURES, ARCH_NAMES, archConfig, isArchName, mergeConfig } from './arch.js';
+export type { ArchName, Architecture } from './arch.js';
 export { MultimodalModel, Projector, imageRows } from './model/mllm.js';
 export type { Connector, ModelInput, ForwardOptions, ForwardResult } from './model/mllm.js';
 export { Resampler, ResamplerLayer, resamplerParameterShapes } from './model/resampler.js';

@@ -6,7 +6,7 @@ export type { TuningHandle, TuningConfigInput, TuningOptimizerOptions } from './
 export { registerStrategy, getStrategy, listStrategies } from './strategies/registry.js';
 export { registerBuiltinStrategies, BUILTIN_STRATEGIES } from './strategies/builtin.js';
 export type { Paradigm, RunningState, StrategyContext, StrategyDefinition, StrategyInstance, TensorState, PeftLayout } from './strategies/strategy.js';
-export { TargetPatternError, selectLinears, selectParameters, targetPatterns, lastDecoderLayers, NORM_TARGETS } from './strategies/targets.js';
+export { TargetPatternError, selectLinears, selectParameters, targetPatterns, lastDecoderLayers, NORM_TARGETS, CONNECTOR_MODULE, resolveTargetAlias, targetRegExp } from './strategies/targets.js';
 export { encodeAdapter, decodeAdapterState, readAdapterConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE } from './strategies/adapter-files.js';
 export type { AdapterFiles, DecodedAdapter, EncodeAdapterOptions } from './strategies/adapter-files.js';
 export { fullStrategy, fullConfigSchema } from './strategies/full.js';
@@ -27,6 +27,8 @@ export { wiseFtStrategy, dareStrategy, tiesStrategy, tiesMerge, wiseFtConfigSche
 export type { WiseFtConfig, DareConfig, TiesConfig, TiesOptions } from './strategies/posthoc.js';
 export { BENCH_SUITE, QUICK_SUITE, SELECTIVE_TARGETS, LOW_RANK_TARGETS, suiteLr } from './protocol/suite.js';
 export type { SuiteEntry } from './protocol/suite.js';
+export { kendallTau, rankingAgreement, rankingVerdict, TAU_LARGELY, TAU_PARTLY } from './protocol/ranking.js';
+export type { ArchRanking, RankedRow, RankingAgreement, TaskAgreement } from './protocol/ranking.js';
 export { spiderStrategy, spiderConfigSchema, SpiderAllocation, anchoredInstance, appliedGradient } from './strategies/spider.js';
 export type { SpiderConfig, Anchor, AnchoredMethod } from './strategies/spider.js';
 export { importanceTopkStrategy, topkConfigSchema, IMPORTANCE_SCORES } from './strategies/importance-topk.js';

@@ -6,15 +6,34 @@
  * The base is scored once: U on the general suite and T per task, on the same held-out draw every
  * tuned model is scored on. Each run starts from a fresh load of the base.
  *
- * Writes under --out: bench.json ({ base: { U, T: { task } }, rows: [...], device, date, command }),
- * bench.md (a table per task), bench.html (tables + T-vs-U scatter per task) and scatter PNGs; with
- * --json FILE also bench.json there. `--quick` runs the quick subset on one task with a shorter
- * budget (under 10 minutes on a 2-core CPU with lavapipe).
+ * `--arch mlp|resampler|all` (default mlp) picks the architectures, each on its bundled base
+ * (model-dir.ts); `--base DIR` replaces the bundled base and takes a single architecture (without
+ * --arch, the one DIR's config names). A row's `arch` is the loaded model's `projector.type`, never
+ * the flag: a model that is not the architecture asked for is an error.
+ *
+ * Writes under --out: bench.md (one table per arch and task; with ≥ 2 archs, the H rankings
+ * compared, protocol/ranking.ts), bench.html (the same + a T-vs-U scatter per arch and task),
+ * scatter PNGs, and bench.json (also at --json FILE):
+ *   {
+ *     device, date, command,
+ *     archs: ['mlp', …],                      run order
+ *     base: { U, T: { <task>: T₀ } },         archs[0]'s base: the pre-arch shape, unchanged
+ *     bases: { <arch>: { U, T: { … } }, … },  every arch's base (one key for one arch)
+ *     rows: [{ strategy, task, arch, T, U, H, E, F, O, trainable, trainable_pct,
+ *              extra_state_bytes, peak_mb, sec_per_step, sec }, …],   E, F against bases[arch]
+ *     ranking?: { archs, tasks: [{ task, strategies, rankings, pairs: [{ a, b, tau }] }],
+ *                 meanTau, verdict },       only with ≥ 2 archs
+ *     steps, batch, evalCount, seed
+ *   }
+ * `bases` is there for one arch too, so a reader needs no branch on the count, and `base` stays for
+ * readers of single-architecture files. `--quick` runs the quick subset on one task with a shorter
+ * budget (under 10 minutes on a 2-core CPU with lavapipe, per architecture).
  */
 import { resolve } from 'node:path';
 import { getRuntime } from '@keel/kernels';
-import { DOWNSTREAM_TASKS, GENERAL_TASKS, getTask } from '@keel/mllm';
-import { type Command } from 'commander';
+import { ARCH_NAMES, DOWNSTREAM_TASKS, GENERAL_TASKS, getTask, isArchName, type ArchName } from '@keel/mllm';
+import { InvalidArgumentError, type Command } from 'commander';
+import { rankingAgreement } from '../protocol/ranking.js';
 import { evaluateTargetUpstream, type Evaluation } from '../protocol/scores.js';
 import { BENCH_SUITE, QUICK_SUITE, type SuiteEntry } from '../protocol/suite.js';
 import { tune } from '../protocol/tune.js';
@@ -28,6 +47,7 @@ import { writeFileAtomic } from '../fs.node.js';
 import { startProgress } from './progress.js';
 
 interface BenchFlags {
+  arch?: ArchName | 'all';
   quick?: boolean;
   strategies?: string;
   tasks?: string;
@@ -68,14 +88,29 @@ export function selectTasks(list: string | undefined, quick: boolean): string[] 
 
 const pct = (x: number) => (100 * x).toFixed(1).padStart(5);
 
+function parseBenchArch(v: string): ArchName | 'all' {
+  if (v !== 'all' && !isArchName(v)) throw new InvalidArgumentError(`unknown architecture '${v}'; choose one of ${[...ARCH_NAMES, 'all'].join(', ')}`);
+  return v;
+}
+
+/** The base checkpoint of each architecture to run, in report order (file comment). */
+export function benchPlan(arch: ArchName | 'all' | undefined, base: string | undefined): { arch: ArchName | undefined; dir: string }[] {
+  if (base !== undefined) {
+    if (arch === 'all') throw new UsageError(`--base ${base} is one checkpoint, of one architecture; use it with --arch ${ARCH_NAMES.join(' or --arch ')}, or drop it to run every architecture on its bundled base`);
+    return [{ arch, dir: resolve(base) }];
+  }
+  return (arch === 'all' ? ARCH_NAMES : [arch ?? 'mlp']).map((a) => ({ arch: a, dir: resolve(bundledBasePath(a)) }));
+}
+
 export function registerBench(program: Command): void {
   program
     .command('bench')
     .description('run strategies × downstream tasks on the base model; write bench.json, bench.md and bench.html')
+    .option('--arch <name>', `architecture: ${ARCH_NAMES.join(', ')} or all (default mlp), each on its bundled base`, parseBenchArch)
     .option('--quick', 'the quick subset (6 strategies) on mnist with 100 steps and 100 held-out examples')
     .option('--strategies <list>', 'comma-separated suite labels or strategy names (default: the whole suite)')
     .option('--tasks <list>', `comma-separated downstream tasks (default: ${DOWNSTREAM_TASKS.join(',')})`)
-    .option('--base <dir>', 'base checkpoint directory (default: the bundled base)')
+    .option('--base <dir>', "base checkpoint directory (default: the --arch's bundled base); one architecture only")
     .option('--steps <n>', 'optimizer steps per run (default 300; 100 with --quick)', (v) => positiveInt(v))
     .option('--batch <n>', 'examples per step', (v) => positiveInt(v), 16)
     .option('--eval <n>', 'held-out examples per task (default 200; 100 with --quick)', (v) => positiveInt(v))
@@ -89,55 +124,72 @@ export function registerBench(program: Command): void {
       const tasks = selectTasks(f.tasks, !!f.quick);
       const steps = f.steps ?? (f.quick ? 100 : 300);
       const evalCount = f.eval ?? (f.quick ? 100 : 200);
-      const baseDir = resolve(f.base ?? bundledBasePath());
+      const plan = benchPlan(f.arch, f.base);
       const out = resolve(f.out);
-      const command = `keel bench${f.quick ? ' --quick' : ''}${f.strategies ? ` --strategies ${f.strategies}` : ''}${f.tasks ? ` --tasks ${f.tasks}` : ''} --steps ${steps} --batch ${f.batch} --eval ${evalCount} --seed ${f.seed}`;
+      const flags = `${f.quick ? ' --quick' : ''}${f.strategies ? ` --strategies ${f.strategies}` : ''}${f.tasks ? ` --tasks ${f.tasks}` : ''} --steps ${steps} --batch ${f.batch} --eval ${evalCount} --seed ${f.seed}`;
       const log = (s: string) => (f.json ? undefined : process.stderr.write(`${s}\n`));
       const rt = await getRuntime();
       try {
-        // the base, scored once on the draw every run is scored on
-        const base = await loadCheckpoint(rt, baseDir);
-        const baseEval = new Map<string, Evaluation>();
-        for (const task of tasks) baseEval.set(task, await evaluateTargetUpstream(base.model, base.tokenizer, { task, count: evalCount, seed: f.seed }));
-        base.model.dispose();
-        const first = baseEval.get(tasks[0]!)!;
-        const baseScores = { U: first.U, T: Object.fromEntries(tasks.map((t) => [t, baseEval.get(t)!.T])) };
-        log(`base: U ${pct(first.U)} %  (${GENERAL_TASKS.map((g) => `${g} ${pct(first.scores[g]!)}`).join(', ')}); T ${tasks.map((t) => `${t} ${pct(baseEval.get(t)!.T)}`).join(', ')}`);
-        if (f.json) console.log(JSON.stringify({ event: 'base', ...baseScores }));
+        // every base first, scored once on the draw every run is scored on: a base of the wrong
+        // architecture stops the bench before any run
+        const bases: Record<string, { U: number; T: Record<string, number> }> = {};
+        const runs: { arch: ArchName; dir: string; evals: Map<string, Evaluation> }[] = [];
+        for (const { arch: asked, dir } of plan) {
+          const base = await loadCheckpoint(rt, dir);
+          const arch = base.model.config.projector.type;
+          const evals = new Map<string, Evaluation>();
+          try {
+            if (asked !== undefined && arch !== asked) throw new UsageError(`${dir} is a '${arch}' model (the projector type in its config.json), not --arch ${asked}`);
+            for (const task of tasks) evals.set(task, await evaluateTargetUpstream(base.model, base.tokenizer, { task, count: evalCount, seed: f.seed }));
+          } finally {
+            base.model.dispose();
+          }
+          const first = evals.get(tasks[0]!)!;
+          bases[arch] = { U: first.U, T: Object.fromEntries(tasks.map((t) => [t, evals.get(t)!.T])) };
+          runs.push({ arch, dir, evals });
+          log(`base ${arch}: U ${pct(first.U)} %  (${GENERAL_TASKS.map((g) => `${g} ${pct(first.scores[g]!)}`).join(', ')}); T ${tasks.map((t) => `${t} ${pct(evals.get(t)!.T)}`).join(', ')}`);
+          if (f.json) console.log(JSON.stringify({ event: 'base', arch, ...bases[arch] }));
+        }
 
         const rows: BenchRow[] = [];
-        for (const task of tasks) {
-          for (const entry of suite) {
-            const { model, tokenizer } = await loadCheckpoint(rt, baseDir);
-            const bar = f.json ? null : startProgress(`${entry.label.padEnd(14)} ${task}`, steps);
-            try {
-              const r = await tune(model, tokenizer, {
-                config: entry.config,
-                task,
-                steps,
-                batchSize: f.batch,
-                lr: entry.lr,
-                seed: f.seed,
-                evalCount,
-                base: baseEval.get(task)!,
-                progressEvery: 5,
-                onProgress: (p) => bar?.update(p.step, { loss: p.loss, sps: p.samplesPerSec }),
-              });
-              bar?.stop();
-              const row: BenchRow = { ...r.row, strategy: entry.label };
-              rows.push(row);
-              r.handle.dispose();
-              if (f.json) console.log(JSON.stringify({ event: 'row', ...row }));
-              else log(`${entry.label.padEnd(14)} ${task.padEnd(6)} T ${pct(row.T)}  U ${pct(row.U)}  H ${pct(row.H)}  E ${pct(row.E)}  F ${pct(row.F)}  ${row.trainable_pct.toFixed(2)} % trainable  ${row.sec_per_step.toFixed(2)} s/step`);
-            } finally {
-              bar?.stop();
-              model.dispose();
+        for (const { arch, dir, evals } of runs) {
+          for (const task of tasks) {
+            for (const entry of suite) {
+              const { model, tokenizer } = await loadCheckpoint(rt, dir);
+              const bar = f.json ? null : startProgress(`${runs.length > 1 ? `${arch} ` : ''}${entry.label.padEnd(14)} ${task}`, steps);
+              try {
+                const r = await tune(model, tokenizer, {
+                  config: entry.config,
+                  task,
+                  steps,
+                  batchSize: f.batch,
+                  lr: entry.lr,
+                  seed: f.seed,
+                  evalCount,
+                  base: evals.get(task)!,
+                  progressEvery: 5,
+                  onProgress: (p) => bar?.update(p.step, { loss: p.loss, sps: p.samplesPerSec }),
+                });
+                bar?.stop();
+                const row: BenchRow = { ...r.row, strategy: entry.label, arch };
+                rows.push(row);
+                r.handle.dispose();
+                if (f.json) console.log(JSON.stringify({ event: 'row', ...row }));
+                else log(`${arch.padEnd(9)} ${entry.label.padEnd(14)} ${task.padEnd(6)} T ${pct(row.T)}  U ${pct(row.U)}  H ${pct(row.H)}  E ${pct(row.E)}  F ${pct(row.F)}  ${row.trainable_pct.toFixed(2)} % trainable  ${row.sec_per_step.toFixed(2)} s/step`);
+              } finally {
+                bar?.stop();
+                model.dispose();
+              }
             }
           }
         }
+        const archs = Object.keys(bases);
+        const command = `keel bench --arch ${f.arch === 'all' ? 'all' : archs[0]}${flags}`;
         const a = rt.info.adapter;
-        const report: BenchReportInput = { device: `${a.description || a.architecture} (${a.vendor})`, date: new Date().toISOString().slice(0, 10), command, base: baseScores, rows };
-        const json = `${JSON.stringify({ ...report, steps, batch: f.batch, evalCount, seed: f.seed }, null, 2)}\n`;
+        const report: BenchReportInput = { device: `${a.description || a.architecture} (${a.vendor})`, date: new Date().toISOString().slice(0, 10), command, base: bases[archs[0]!]!, bases, rows };
+        const ranking = archs.length > 1 ? rankingAgreement(rows.map((r) => ({ arch: r.arch!, task: r.task, strategy: r.strategy, H: r.H }))) : undefined;
+        const { device, date, base } = report;
+        const json = `${JSON.stringify({ device, date, command, archs, base, bases, rows, ...(ranking ? { ranking } : {}), steps, batch: f.batch, evalCount, seed: f.seed }, null, 2)}\n`;
         await writeBenchReport(out, report);
         await writeFileAtomic(resolve(out, 'bench.json'), json);
         if (f.json) {
@@ -146,7 +198,7 @@ export function registerBench(program: Command): void {
         } else {
           const { readFile } = await import('node:fs/promises');
           console.log(await readFile(resolve(out, 'bench.md'), 'utf8'));
-          log(`report: ${out}/bench.html (T-vs-U scatter per task, PNGs beside it); data: ${out}/bench.json`);
+          log(`report: ${out}/bench.html (T-vs-U scatter per arch and task, PNGs beside it); data: ${out}/bench.json`);
         }
       } finally {
         rt.destroy();

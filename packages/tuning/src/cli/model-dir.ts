@@ -1,6 +1,8 @@
 /**
  * Where the CLI's models come from (Node only):
- *   - the bundled base, `packages/mllm/base` (shipped with @keel/mllm), the default `--base`;
+ *   - the bundled bases shipped with @keel/mllm, one per architecture preset (@keel/mllm arch.ts):
+ *     `packages/mllm/base` (mlp, the default `--base`) and `packages/mllm/base-resampler`; a
+ *     missing one is a UsageError saying which `keel pretrain --arch` writes it;
  *   - a checkpoint directory (config.json + model.safetensors + tokenizer.json);
  *   - a `keel tune --out` directory (adapter_config.json + adapter_model.safetensors), whose
  *     adapter_config.json names its base in base_model_name_or_path: the base is loaded and the
@@ -10,18 +12,34 @@
  * is the user's input, not a bug: loadCheckpoint turns @keel/mllm's model-file errors into a
  * UsageError (exit 2) with the message that names the file.
  */
+import { existsSync } from 'node:fs';
 import { access, readdir } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runtime } from '@keel/kernels';
-import { ConfigError, loadModel, ModelFilesError, SafetensorsError, type LoadedModel } from '@keel/mllm';
+import { ARCH_NAMES, ConfigError, loadModel, ModelFilesError, SafetensorsError, type ArchName, type LoadedModel } from '@keel/mllm';
 import { ADAPTER_CONFIG_FILE, readAdapterConfig } from '../strategies/adapter-files.js';
 import { loadTuning, type TuningHandle } from '../strategies/apply.js';
 import { UsageError } from './args.js';
 
-/** The base checkpoint shipped inside @keel/mllm (`<package>/base`). */
-export function bundledBasePath(): string {
-  return fileURLToPath(new URL('../base/', import.meta.resolve('@keel/mllm'))).replace(/\/$/, '');
+/** The @keel/mllm package directory, where the bundled bases live. */
+export const BUNDLED_ROOT = fileURLToPath(new URL('../', import.meta.resolve('@keel/mllm'))).replace(/\/$/, '');
+
+/** The directory name of each architecture's bundled base under the package. */
+const BUNDLED_DIRS: Readonly<Record<ArchName, string>> = { mlp: 'base', resampler: 'base-resampler' };
+
+/**
+ * The base checkpoint of `arch` shipped inside @keel/mllm (`root` is the package directory, for
+ * tests); a UsageError when it has not been produced.
+ */
+export function bundledBasePath(arch: ArchName = 'mlp', root = BUNDLED_ROOT): string {
+  const dir = BUNDLED_DIRS[arch];
+  if (dir === undefined) throw new UsageError(`unknown architecture '${String(arch)}' (known: ${ARCH_NAMES.join(', ')})`);
+  const path = join(root, dir);
+  if (!existsSync(join(path, 'config.json'))) {
+    throw new UsageError(`the bundled ${arch} base ${path} does not exist: produce it with \`keel pretrain --arch ${arch} --out ${path}\`, or pass a checkpoint with --base`);
+  }
+  return path;
 }
 
 const exists = (p: string) =>

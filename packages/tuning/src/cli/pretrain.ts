@@ -1,19 +1,27 @@
 /**
  * `keel pretrain`: trains the base model on the general suite and writes the checkpoint directory
  * (config.json, model.safetensors, tokenizer.json, metrics.json and a README model card).
+ *
+ * The model config, lowest precedence first: the schema defaults, the `--arch` preset (@keel/mllm
+ * arch.ts, default mlp), then the `--config FILE` overrides merged on top key by key (a nested
+ * object merges, a number or string replaces). The file may not switch the connector family: a
+ * `projector.type` other than --arch's is an error asking for --arch instead, since the preset's
+ * connector sizes would not fit the other family. The recorded command line names --arch.
  */
 import { getRuntime } from '@keel/kernels';
-import { DOWNSTREAM_TASKS, GENERAL_TASKS, mllmConfigSchema, modelCard, pretrain, saveModel, type MllmConfigInput, type PretrainProgress } from '@keel/mllm';
+import { ARCH_NAMES, ARCHITECTURES, DOWNSTREAM_TASKS, GENERAL_TASKS, archConfig, isArchName, mllmConfigSchema, modelCard, pretrain, saveModel, type ArchName, type MllmConfigInput, type PretrainProgress } from '@keel/mllm';
 import { InvalidArgumentError, type Command } from 'commander';
 import { UsageError, positiveInt, positiveNumber } from './args.js';
 
 interface PretrainFlags {
+  arch: ArchName;
   out: string;
   steps: number;
   batch: number;
   lr: number;
   seed: number;
   eval: number;
+  pool?: number;
   config?: string;
   mix?: Record<string, number>;
   json?: boolean;
@@ -32,8 +40,19 @@ function parseMix(v: string): Record<string, number> {
   return mix;
 }
 
-/** Reads a JSON file of model-config overrides (MllmConfigInput); the model validates the fields. */
-async function readConfigOverrides(path: string): Promise<MllmConfigInput> {
+/** `--arch` value → preset name; anything else names the choices. */
+export function parseArch(v: string): ArchName {
+  if (!isArchName(v)) throw new InvalidArgumentError(`unknown architecture '${v}'; choose one of ${ARCH_NAMES.join(', ')}`);
+  return v;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/**
+ * Reads a JSON file of model-config overrides and lays it over the `arch` preset (file comment);
+ * the merged config is validated, so every error names the field and the file.
+ */
+async function readConfigOverrides(path: string, arch: ArchName): Promise<{ overrides: MllmConfigInput; config: MllmConfigInput }> {
   const { readFile } = await import('node:fs/promises');
   let text: string;
   try {
@@ -47,9 +66,15 @@ async function readConfigOverrides(path: string): Promise<MllmConfigInput> {
   } catch (e) {
     throw new UsageError(`--config ${path}: not valid JSON (${(e as Error).message})`);
   }
-  const r = mllmConfigSchema.safeParse(json);
-  if (!r.success) throw new UsageError(`--config ${path}: ${r.error.issues.map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`).join('; ')}`);
-  return json as MllmConfigInput;
+  if (!isObject(json)) throw new UsageError(`--config ${path}: expected a JSON object of model-config overrides, got ${Array.isArray(json) ? 'an array' : JSON.stringify(json)}`);
+  const type = isObject(json.projector) ? json.projector.type : undefined;
+  if (type !== undefined && type !== arch) {
+    throw new UsageError(`--config ${path}: projector.type ${JSON.stringify(type)} disagrees with --arch ${arch}; choose the connector family with --arch (${ARCH_NAMES.join(', ')})`);
+  }
+  const config = archConfig(arch, json as MllmConfigInput);
+  const r = mllmConfigSchema.safeParse(config);
+  if (!r.success) throw new UsageError(`--config ${path}: ${r.error.issues.map((i) => `${i.path.join('.') || '(config)'}: ${i.message}`).join('; ')} (the file's overrides on the --arch ${arch} preset)`);
+  return { overrides: json as MllmConfigInput, config };
 }
 
 function formatProgress(p: PretrainProgress): string {
@@ -61,20 +86,22 @@ export function registerPretrain(program: Command): void {
   program
     .command('pretrain')
     .description('pre-train the base model on the general suite (captioning, VQA, text) and save it')
+    .option('--arch <name>', `architecture preset: ${ARCH_NAMES.map((a) => `${a} (${ARCHITECTURES[a].description})`).join('; ')}`, parseArch, 'mlp' as ArchName)
     .option('--out <dir>', 'output directory', 'keel-base')
     .option('--steps <n>', 'optimizer steps', (v) => positiveInt(v), 3000)
     .option('--batch <n>', 'examples per step', (v) => positiveInt(v), 32)
     .option('--lr <x>', 'peak learning rate', positiveNumber, 2e-3)
     .option('--seed <n>', 'seed of data, init and batch order', (v) => positiveInt(v, true), 0)
     .option('--eval <n>', 'held-out examples scored per task', (v) => positiveInt(v), 300)
-    .option('--config <file>', 'JSON file of model-config overrides, e.g. {"vision":{"patchSize":4},"projector":{"downsample":2}}')
+    .option('--pool <n>', 'training examples generated per image task (default 12000)', (v) => positiveInt(v))
+    .option('--config <file>', 'JSON file of model-config overrides merged over the --arch preset, e.g. {"vision":{"width":96},"text":{"layers":4}}')
     .option('--mix <weights>', 'relative weight of each general task per batch (default caption=0.35,vqa=0.45,text=0.2)', parseMix)
     .option('--json', 'machine-readable output: JSON progress lines and a final JSON result')
     .action(async (f: PretrainFlags) => {
-      const config = f.config ? await readConfigOverrides(f.config) : {};
+      const { overrides, config } = f.config ? await readConfigOverrides(f.config, f.arch) : { overrides: undefined, config: archConfig(f.arch) };
       const rt = await getRuntime();
       const log = (s: string) => process.stderr.write(`${s}\n`);
-      const command = `keel pretrain --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${f.config ? ` --config ${JSON.stringify(config)}` : ''}`;
+      const command = `keel pretrain --arch ${f.arch} --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.pool ? ` --pool ${f.pool}` : ''}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${overrides ? ` --config ${JSON.stringify(overrides)}` : ''}`;
       try {
         const r = await pretrain(rt, {
           steps: f.steps,
@@ -82,11 +109,14 @@ export function registerPretrain(program: Command): void {
           lr: f.lr,
           seed: f.seed,
           evalCount: f.eval,
+          ...(f.pool ? { pool: f.pool } : {}),
           config,
           ...(f.mix ? { mix: f.mix } : {}),
           onProgress: (p) => (f.json ? console.log(JSON.stringify({ event: 'progress', ...p })) : log(formatProgress(p))),
         });
         const metrics = {
+          arch: f.arch,
+          command,
           steps: f.steps,
           batchSize: f.batch,
           seconds: r.seconds,

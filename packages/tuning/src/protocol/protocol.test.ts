@@ -1,9 +1,10 @@
 import { Runtime } from '@keel/kernels';
-import { MultimodalModel, WordTokenizer, vocabularyWords, type MllmConfigInput } from '@keel/mllm';
+import { MultimodalModel, WordTokenizer, collate, getTask, toExample, vocabularyWords, type MllmConfigInput } from '@keel/mllm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluateTargetUpstream, harmonicMean, protocolScores } from './scores.js';
 import { tune, tuneRunIdentity } from './tune.js';
 import { BENCH_SUITE, QUICK_SUITE } from './suite.js';
+import { applyTuning, type TuningConfigInput } from '../strategies/apply.js';
 
 let rt: Runtime;
 beforeAll(async () => {
@@ -18,6 +19,8 @@ const tiny: MllmConfigInput = {
   text: { vocabSize: tok.vocabSize, width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 24, maxPositions: 64 },
   imageTokenId: tok.specials.image,
 };
+/** The same model with the resampler connector (no MLP hidden width: that field is the MLP's). */
+const tinyResampler: MllmConfigInput = { ...tiny, projector: { type: 'resampler', queries: 4, layers: 1, heads: 2 } };
 
 describe('protocol scores', () => {
   it('computes H, E, F, O from T and U against the base', () => {
@@ -91,6 +94,28 @@ describe('tuneRunIdentity', () => {
 describe('bench suite', () => {
   it.each(BENCH_SUITE.map((e) => [e.label, e] as const))('%s: its config passes the method schema', (_, entry) => {
     expect(() => tuneRunIdentity({ config: entry.config, task: 'mnist' })).not.toThrow();
+  });
+  // Every row must run unchanged on every connector family: its connector targets are the
+  // `connector.**` alias, and methods without targets must find their modules in both.
+  it.each(BENCH_SUITE.flatMap((e) => (['mlp', 'resampler'] as const).map((arch) => [e.label, arch, e] as const)))('%s applies to a tiny %s model and trains a step', async (_, arch, entry) => {
+    const model = new MultimodalModel(rt, arch === 'mlp' ? tiny : tinyResampler, { seed: 3 });
+    try {
+      const examples = (await getTask('vqa').samples('train', 2, 0, { size: model.config.vision.imageSize })).map(toExample);
+      const batch = collate(examples, tok, model.config);
+      const handle = applyTuning(model, entry.config as TuningConfigInput, { generalBatches: [batch] });
+      try {
+        await handle.ready();
+        const names = [...handle.trainableParameters().keys()];
+        expect(names.length).toBeGreaterThan(0);
+        const targets = (entry.config.targets ?? []) as string[];
+        if (targets.includes('connector.**')) expect(names.some((n) => n.startsWith('multi_modal_projector.')), 'a connector tensor trains').toBe(true);
+        expect(Number.isFinite(await handle.trainStep(handle.optimizer({ lr: entry.lr }), batch))).toBe(true);
+      } finally {
+        handle.dispose();
+      }
+    } finally {
+      model.dispose();
+    }
   });
   it('the quick suite is a subset of the bench suite with ≥ 6 methods', () => {
     expect(QUICK_SUITE.length).toBeGreaterThanOrEqual(6);

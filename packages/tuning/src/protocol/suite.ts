@@ -4,9 +4,12 @@
  * `keel bench` runs these rows × the downstream tasks.
  *
  * Shared choices, so rows differ only in the method:
- *   - selective methods train the projector and the whole LLM (SELECTIVE_TARGETS) with the vision
+ *   - selective methods train the connector and the whole LLM (SELECTIVE_TARGETS) with the vision
  *     tower frozen, as SPIDER's LLaVA runs do; full fine-tuning trains the same set;
- *   - low-rank methods adapt every LLM linear and the projector's two linears (LOW_RANK_TARGETS);
+ *   - low-rank methods adapt every LLM linear and every connector linear (LOW_RANK_TARGETS): the
+ *     MLP projector's two, the resampler's attention, MLP and input/output projections;
+ *   - the connector is named by the `connector.**` alias (strategies/targets.ts), so every row
+ *     applies to every architecture preset unchanged (protocol.test.ts checks both);
  *   - learning rates: 1e-3 for methods that move base weights, 1e-2 for methods that train new,
  *     zero-initialised or small tensors (adapters, prompts, IA3 vectors, LoRA factors), as in their
  *     papers' small-model settings.
@@ -24,14 +27,14 @@ export interface SuiteEntry {
   quick?: boolean;
 }
 
-export const SELECTIVE_TARGETS: readonly string[] = ['multi_modal_projector.**', 'language_model.**'];
-export const LOW_RANK_TARGETS: readonly string[] = ['multi_modal_projector.**', 'language_model.**'];
+export const SELECTIVE_TARGETS: readonly string[] = ['connector.**', 'language_model.**'];
+export const LOW_RANK_TARGETS: readonly string[] = ['connector.**', 'language_model.**'];
 
 const sel = { targets: [...SELECTIVE_TARGETS] };
 
 export const BENCH_SUITE: readonly SuiteEntry[] = [
   { label: 'full', config: { strategy: 'full', ...sel }, lr: 1e-3, quick: true },
-  { label: 'projector-only', config: { strategy: 'full', targets: ['multi_modal_projector.**'] }, lr: 3e-3 },
+  { label: 'projector-only', config: { strategy: 'full', targets: ['connector.**'] }, lr: 3e-3 },
   { label: 'bitfit', config: { strategy: 'bitfit' }, lr: 1e-2 },
   { label: 'hft', config: { strategy: 'hft', ...sel }, lr: 1e-3 },
   { label: 'topk-snip', config: { strategy: 'topk', ...sel, score: 'snip', k: 0.1 }, lr: 1e-3, quick: true },

@@ -12,7 +12,9 @@
  * memory, seconds per step). The tune report adds the loss curve, T and U over training and, for
  * masked methods, the share of each tensor's entries the mask lets train (R tensors × C snapshots).
  * The bench report puts each task's methods on a U–T plane around the base model: up is
- * specialization, right is stabilization.
+ * specialization, right is stabilization. A bench over several architectures gets one table and
+ * plane per architecture and task, each against that architecture's base, and a last section
+ * comparing the architectures' H rankings (Kendall's tau, protocol/ranking.ts).
  *
  * Every input field is checked and a bad one throws an error naming it (`lossCurve[3][1] must be
  * a finite number, got NaN`); every string reaches HTML, SVG and markdown escaped.
@@ -20,6 +22,7 @@
  * Non-goals: writing files (write.node.ts), running anything, comparing runs across devices.
  */
 import { exactMatch } from '@keel/mllm';
+import { rankingAgreement, type RankedRow } from '../protocol/ranking.js';
 import { harmonicMean } from '../protocol/scores.js';
 import type { TuneRow } from '../protocol/tune.js';
 import { heatmap, lineChart, scatterChart, tuChart, type TUPoint } from './charts.js';
@@ -62,8 +65,13 @@ export interface BenchReportInput {
   date: string;
   /** The command line that produced the rows. */
   command: string;
-  /** Base model scores: U, and T per task. */
+  /** Base model scores: U, and T per task (with `bases`, the first architecture's). */
   base: { U: number; T: Readonly<Record<string, number>> };
+  /**
+   * Each architecture's base scores, by arch, in report order: every row then names its arch and
+   * is checked and shown against that base, one table per arch and task.
+   */
+  bases?: Readonly<Record<string, { U: number; T: Readonly<Record<string, number>> }>>;
   rows: readonly BenchRow[];
 }
 
@@ -199,57 +207,123 @@ function samplesTable(samples: NonNullable<TuneReportInput['samples']>): string 
 /** A file-name-safe chart name part: anything outside [A-Za-z0-9._-] becomes '_'. */
 const fileSafe = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_');
 
-/** The bench report: per task, a U–T scatter around the base and a table of every method. */
+type BaseScores = BenchReportInput['base'];
+
+function checkBenchBase(field: string, base: BaseScores): void {
+  if (base === null || typeof base !== 'object') throw new Error(`${field} must be an object with U and T`);
+  fraction(`${field}.U`, base.U);
+  if (base.T === null || typeof base.T !== 'object') throw new Error(`${field}.T must be an object mapping each task to its base score`);
+}
+
+/** One table and scatter per (architecture, task); `arch` undefined: rows without per-arch bases. */
+interface Section {
+  arch: string | undefined;
+  task: string;
+  base: { T: number; U: number };
+  rows: BenchRow[];
+  chart: string;
+}
+
+/**
+ * The bench report: per architecture and task, a U–T scatter around that architecture's base and a
+ * table of every method; with two or more architectures in `bases`, the H rankings compared
+ * (protocol/ranking.ts). Without `bases`, rows are measured against `base` (an `arch` on a row is
+ * then only a column and a scatter colour).
+ */
 export function renderBenchReport(input: BenchReportInput): { html: string; markdown: string; charts: ReportChart[] } {
   const device = text('device', input.device);
   const date = text('date', input.date);
   const command = text('command', input.command);
-  if (input.base === null || typeof input.base !== 'object') throw new Error('base must be an object with U and T');
-  fraction('base.U', input.base.U);
-  if (input.base.T === null || typeof input.base.T !== 'object') throw new Error('base.T must be an object mapping each task to its base score');
+  checkBenchBase('base', input.base);
+  const bases = input.bases;
+  if (bases !== undefined) {
+    if (bases === null || typeof bases !== 'object' || Object.keys(bases).length === 0) throw new Error('bases must map at least one architecture to its base scores');
+    for (const [arch, b] of Object.entries(bases)) checkBenchBase(`bases.${arch}`, b);
+  }
   const rows = nonEmpty('rows', input.rows, 'row');
   rows.forEach((r, i) => {
-    const baseT = input.base.T[text(`rows[${i}].task`, r?.task)];
-    if (baseT === undefined) throw new Error(`base.T.${r.task} is missing: rows[${i}] is on task '${r.task}'`);
-    fraction(`base.T.${r.task}`, baseT);
-    // A row measured on another architecture has its own base model, so E and F are checked
-    // against `base` only for rows without `arch`; H and O are checked for every row.
-    checkTuneRow(`rows[${i}]`, r, r.arch === undefined ? { T: baseT, U: input.base.U } : undefined);
+    const task = text(`rows[${i}].task`, r?.task);
     if (r.arch !== undefined) text(`rows[${i}].arch`, r.arch);
+    let field = 'base';
+    let base = input.base;
+    if (bases !== undefined) {
+      if (r.arch === undefined || !Object.hasOwn(bases, r.arch)) throw new Error(`rows[${i}].arch must name one of bases (${Object.keys(bases).join(', ')}), got ${JSON.stringify(r.arch)}`);
+      field = `bases.${r.arch}`;
+      base = bases[r.arch]!;
+    }
+    const baseT = base.T[task];
+    if (baseT === undefined) throw new Error(`${field}.T.${task} is missing: rows[${i}] is on task '${task}'`);
+    fraction(`${field}.T.${task}`, baseT);
+    // Without per-arch bases, a row measured on another architecture has its own base model, so E
+    // and F are checked against `base` only for rows without `arch`; H and O for every row.
+    checkTuneRow(`rows[${i}]`, r, bases !== undefined || r.arch === undefined ? { T: baseT, U: base.U } : undefined);
   });
-  const tasks = [...new Set(rows.map((r) => r.task))];
-  const names = new Map<string, string>();
-  for (const task of tasks) {
-    const name = `scatter-${fileSafe(task)}`;
-    if (names.has(name)) throw new Error(`rows: tasks '${names.get(name)}' and '${task}' map to the same chart name ${name}`);
-    names.set(name, task);
+  const groups: [string | undefined, BaseScores][] = bases ? Object.entries(bases) : [[undefined, input.base]];
+  const multi = groups.length > 1;
+  const sections: Section[] = [];
+  const chartNames = new Map<string, string>();
+  for (const [arch, base] of groups) {
+    const archRows = rows.filter((r) => bases === undefined || r.arch === arch);
+    for (const task of new Set(archRows.map((r) => r.task))) {
+      const where = arch === undefined ? `task '${task}'` : `arch '${arch}', task '${task}'`;
+      const chart = multi ? `scatter-${fileSafe(arch!)}-${fileSafe(task)}` : `scatter-${fileSafe(task)}`;
+      if (chartNames.has(chart)) throw new Error(`rows: ${chartNames.get(chart)} and ${where} map to the same chart name ${chart}`);
+      chartNames.set(chart, where);
+      sections.push({ arch, task, base: { T: base.T[task]!, U: base.U }, rows: archRows.filter((r) => r.task === task), chart });
+    }
   }
-  const withArch = rows.some((r) => r.arch !== undefined);
+  const withArch = bases === undefined && rows.some((r) => r.arch !== undefined);
   const headers = ['strategy', ...(withArch ? ['arch'] : []), ...SCORE_HEADERS, 'trainable %', 'peak MB', 's/step'];
   const numeric = headers.map((h) => h !== 'strategy' && h !== 'arch');
 
   const charts: ReportChart[] = [];
-  let md = `# keel bench\n\nDevice: ${escapeMarkdown(device)}. Date: ${escapeMarkdown(date)}. Scores in %; E = T − T(base), F = U − U(base) (negative = forgetting), O = E + F, H = 2TU/(T+U); the best H per task is in bold.\n\n${markdownCode(command, 'sh')}\n`;
-  let body = `<h1>keel bench</h1>\n<p class="meta">Device ${escapeHtml(device)}, ${escapeHtml(date)}. Scores in %; E = T − T(base), F = U − U(base) (negative = forgetting), O = E + F, H = 2TU/(T+U); the best H per task is in bold.</p>\n<pre>${escapeHtml(command)}</pre>\n`;
-  for (const [name, task] of names) {
-    const taskRows = rows.filter((r) => r.task === task);
-    const baseT = input.base.T[task]!;
+  const archNote = bases ? ` Architecture${multi ? 's' : ''}: ${Object.keys(bases).join(', ')}; each against its own base model.` : '';
+  const legend = `Scores in %; E = T − T(base), F = U − U(base) (negative = forgetting), O = E + F, H = 2TU/(T+U); the best H per task is in bold.`;
+  let md = `# keel bench\n\nDevice: ${escapeMarkdown(device)}. Date: ${escapeMarkdown(date)}.${escapeMarkdown(archNote)} ${legend}\n\n${markdownCode(command, 'sh')}\n`;
+  let body = `<h1>keel bench</h1>\n<p class="meta">Device ${escapeHtml(device)}, ${escapeHtml(date)}.${escapeHtml(archNote)} ${legend}</p>\n<pre>${escapeHtml(command)}</pre>\n`;
+  for (const { arch, task, base, rows: taskRows, chart } of sections) {
     const bestH = Math.max(...taskRows.map((r) => r.H));
+    const on = arch === undefined ? task : `${arch} · ${task}`;
     const svg = scatterChart({
-      title: `${task}: target vs upstream`,
+      title: `${on}: target vs upstream`,
       xLabel: 'U: upstream score (general suite)',
       yLabel: `T: target score (${task})`,
       percent: true,
       points: taskRows.map((r) => ({ label: r.strategy, x: r.U, y: r.T, group: r.arch ?? r.task })),
-      base: { label: 'base', x: input.base.U, y: baseT },
+      base: { label: arch === undefined ? 'base' : `${arch} base`, x: base.U, y: base.T },
     });
-    charts.push({ name, svg });
+    charts.push({ name: chart, svg });
     const cells = (r: BenchRow): string[] => [r.strategy, ...(withArch ? [r.arch ?? ''] : []), pct(r.T), pct(r.U), pct(r.H), signedPct(r.E), signedPct(r.F), signedPct(r.O), percentValue(r.trainable_pct), r.peak_mb.toFixed(1), formatSeconds(r.sec_per_step)];
-    const heading = `${task}: base T ${pct(baseT)}, U ${pct(input.base.U)}`;
-    const mdRows = taskRows.map((r) => ({ cells: cells(r), bold: r.H === bestH }));
-    md += `\n## ${escapeMarkdown(heading)}\n\n${markdownTable(headers, numeric, mdRows)}\n`;
+    const heading = `${on}: base T ${pct(base.T)}, U ${pct(base.U)}`;
+    md += `\n## ${escapeMarkdown(heading)}\n\n${markdownTable(headers, numeric, taskRows.map((r) => ({ cells: cells(r), bold: r.H === bestH })))}\n`;
     const htmlRows = taskRows.map((r) => ({ best: r.H === bestH, cells: cells(r).map((c, i) => ({ text: c, num: numeric[i]! })) }));
     body += `<h2>${escapeHtml(heading)}</h2>\n${figure(svg, 'Each method at (U, T) after tuning; the diamond is the base model. Up = specialization, right = stabilization.')}\n${htmlTable(headers, htmlRows)}\n`;
   }
+  if (multi) {
+    const c = rankingComparison(rows.map((r) => ({ arch: r.arch!, task: r.task, strategy: r.strategy, H: r.H })));
+    md += c.markdown;
+    body += c.html;
+  }
   return { html: htmlPage(`keel bench — ${date}`, body), markdown: md, charts };
+}
+
+/** The "does the ranking hold" section: per task, each arch's H order side by side, tau, the verdict. */
+function rankingComparison(rows: RankedRow[]): { markdown: string; html: string } {
+  const a = rankingAgreement(rows);
+  const title = 'Does the H ranking hold across architectures?';
+  const intro = 'Strategies ranked by H on each architecture (best first, tied H share a rank); Kendall’s tau-b between the rankings: 1 = same order, 0 = unrelated, −1 = reversed.';
+  let md = `\n## ${title}\n\n${escapeMarkdown(intro)}\n`;
+  let html = `<h2>${escapeHtml(title)}</h2>\n<p>${escapeHtml(intro)}</p>\n`;
+  const headers = a.archs;
+  const numeric = headers.map(() => false);
+  for (const t of a.tasks) {
+    const taus = t.pairs.map((p) => `tau(${p.a}, ${p.b}) = ${p.tau === null ? 'undefined' : p.tau.toFixed(2)}`).join(', ');
+    const heading = `${t.task}: ${taus || 'nothing to compare'}`;
+    const table = t.strategies.map((_, i) => t.rankings.map((r) => `${r.order[i]!.rank}. ${r.order[i]!.strategy} ${pct(r.order[i]!.H)}`));
+    md += `\n### ${escapeMarkdown(heading)}\n\n${table.length ? markdownTable(headers, numeric, table.map((cells) => ({ cells }))) : 'No strategy ran on every architecture.'}\n`;
+    html += `<h3>${escapeHtml(heading)}</h3>\n${table.length ? htmlTable(headers, table.map((cells) => ({ cells: cells.map((c, i) => ({ text: c, num: numeric[i]! })) }))) : '<p>No strategy ran on every architecture.</p>'}\n`;
+  }
+  md += `\n**${escapeMarkdown(a.verdict)}**\n`;
+  html += `<p><strong>${escapeHtml(a.verdict)}</strong></p>\n`;
+  return { markdown: md, html };
 }

@@ -20,12 +20,12 @@
  * Non-goals: unmerge, several (IA)³ adapters on one Linear, the paper's extra losses (unlikelihood,
  * length normalization: the T-Few recipe, not the method).
  */
-import { Linear, Parameter, globToRegExp, mul, noGrad, ones, reshape, tidy, type LinearHook, type Tensor } from '@keel/autograd';
+import { Linear, Parameter, mul, noGrad, ones, reshape, tidy, type LinearHook, type Tensor } from '@keel/autograd';
 import type { MultimodalModel } from '@keel/mllm';
 import { z } from 'zod';
 import { checkState } from './selective.js';
 import type { StrategyDefinition, StrategyInstance, TensorState } from './strategy.js';
-import { selectLinears, targetPatterns } from './targets.js';
+import { selectLinears, targetPatterns, targetRegExp } from './targets.js';
 
 export const ia3ConfigSchema = z
   .object({
@@ -88,7 +88,7 @@ function feedforwardPaths(targets: readonly string[], patterns: readonly string[
   const out = new Set<string>();
   const unmatched: string[] = [];
   for (const p of patterns) {
-    const re = globToRegExp(p);
+    const re = targetRegExp(p);
     const hits = targets.filter((t) => re.test(t));
     if (hits.length === 0) unmatched.push(`'${p}'`);
     for (const h of hits) out.add(h);
@@ -180,7 +180,7 @@ export const ia3Strategy: StrategyDefinition<Ia3Config> = {
   mergeable: true,
   peft: {
     config: (c, modules) => {
-      const ff = modules.filter((m) => c.feedforward.some((p) => globToRegExp(p).test(m)));
+      const ff = modules.filter((m) => c.feedforward.some((p) => targetRegExp(p).test(m)));
       return {
         peft_type: 'IA3',
         task_type: null,

@@ -6,12 +6,32 @@
  *   'language_model.**.q_proj'                   every decoder layer's query projection
  *   'language_model.model.layers.3'              one decoder layer (everything below it)
  *   '**.layer_norm?', '**.*layernorm', '**.norm' every normalization layer
+ *   'connector.**'                               the connector, whatever its family
+ * `connector` is an alias of the connector's module name: a pattern that is exactly `connector` or
+ * starts with `connector.` matches what the same pattern with `multi_modal_projector` in its place
+ * matches. Every connector family keeps all of its parameters under `multi_modal_projector.` (the
+ * MLP's linear_1/linear_2, the resampler's latents, layers.{i}.cross_attn.q_proj, …), so a method
+ * names "the connector" with one pattern that works on every architecture; family-specific names
+ * below it (`connector.linear_1`) still need that family. Only the leading segment is an alias:
+ * `**.connector` means a module named connector, which keel's models do not have.
  * A pattern that selects nothing is an error naming it: a typo must not silently train nothing.
  *
  * Non-goals: regular-expression targets (globs cover the model's names), exclusion lists.
  */
 import { Linear, globToRegExp, type Module, type Parameter } from '@keel/autograd';
 import { z } from 'zod';
+
+/** The connector's module name in every keel model, HF LLaVA's. */
+export const CONNECTOR_MODULE = 'multi_modal_projector';
+const ALIAS = 'connector';
+
+/** `pattern` with a leading `connector` alias spelled as the module name (file comment). */
+export function resolveTargetAlias(pattern: string): string {
+  return pattern === ALIAS || pattern.startsWith(`${ALIAS}.`) ? CONNECTOR_MODULE + pattern.slice(ALIAS.length) : pattern;
+}
+
+/** The RegExp of a target pattern, alias resolved: what every target selection tests names against. */
+export const targetRegExp = (pattern: string): RegExp => globToRegExp(resolveTargetAlias(pattern));
 
 /** A non-empty list of non-empty glob strings. */
 export const targetPatterns = z.array(z.string().min(1, 'a target pattern must not be empty')).min(1, 'give at least one target pattern');
@@ -21,21 +41,22 @@ function examples(names: readonly string[]): string {
   return `${shown.join(', ')}${names.length > 4 ? `, … (${names.length} in all)` : ''}`;
 }
 
-/**
- * The Linear modules whose path matches any pattern, by path (model order). Throws naming every
- * pattern that matches no Linear module.
- */
 /** A config's target pattern selects nothing in this model: the user's input is wrong, not the code. */
 export class TargetPatternError extends Error {
   override name = 'TargetPatternError';
 }
+
+/**
+ * The Linear modules whose path matches any pattern, by path (model order). Throws naming every
+ * pattern that matches no Linear module.
+ */
 
 export function selectLinears(model: Module, patterns: readonly string[], method: string): Map<string, Linear> {
   const linears = [...model.namedModules()].filter((e): e is [string, Linear] => e[1] instanceof Linear);
   const out = new Map<string, Linear>();
   const unmatched: string[] = [];
   for (const pattern of patterns) {
-    const re = globToRegExp(pattern);
+    const re = targetRegExp(pattern);
     const hits = linears.filter(([path]) => re.test(path));
     if (hits.length === 0) unmatched.push(`'${pattern}'`);
     for (const [path, m] of hits) out.set(path, m);
@@ -56,7 +77,7 @@ export function selectParameters(model: Module, patterns: readonly string[], met
   const chosen = new Set<string>();
   const unmatched: string[] = [];
   for (const pattern of patterns) {
-    const re = globToRegExp(pattern);
+    const re = targetRegExp(pattern);
     const hits = params.filter(([name]) => re.test(name));
     if (hits.length === 0) unmatched.push(`'${pattern}'`);
     for (const [name] of hits) chosen.add(name);
