@@ -8,7 +8,7 @@ describe('architecture presets', () => {
     const resolved = ARCH_NAMES.map((a) => resolveConfig(archConfig(a), `preset ${a}`));
     resolved.forEach((c, i) => expect(c.projector.type).toBe(ARCH_NAMES[i]));
     const [mlp, resampler] = resolved as [ReturnType<typeof resolveConfig>, ReturnType<typeof resolveConfig>];
-    expect(patchCount(mlp)).toBe(64); // 48 / 6 = 8×8 patches
+    expect(patchCount(mlp)).toBe(64); // 32 / 4 = 8×8 patches
     expect(imageTokenCount(mlp)).toBe(patchCount(mlp) / mlp.projector.downsample ** 2);
     expect(imageTokenCount(resampler)).toBe(imageTokenCount(mlp));
     // only the connector differs
@@ -35,7 +35,7 @@ describe('mergeConfig', () => {
   it('archConfig: schema defaults < preset < overrides', () => {
     const c = resolveConfig(archConfig('resampler', { projector: { queries: 8 }, vision: { layers: 1 } }));
     expect(c.projector).toMatchObject({ type: 'resampler', queries: 8, layers: 2, heads: 4 });
-    expect(c.vision).toMatchObject({ imageSize: 48, patchSize: 6, layers: 1, width: resolveConfig({}).vision.width });
+    expect(c.vision).toMatchObject({ imageSize: 32, patchSize: 4, layers: 1, width: resolveConfig({}).vision.width });
     expect(() => archConfig('conv' as never)).toThrow(/unknown architecture 'conv' \(known: mlp, resampler\)/);
   });
 });

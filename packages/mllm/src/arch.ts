@@ -1,7 +1,7 @@
 /**
  * Architecture presets: the one place that says what `--arch mlp` and `--arch resampler` build.
  * Each is a partial MllmConfigInput laid over the schema defaults (config.ts), so both families
- * share the vision tower (48×48 images in 6×6 patches: an 8×8 grid, 3 blocks) and the language
+ * share the vision tower (32×32 images in 4×4 patches: an 8×8 grid, 3 blocks) and the language
  * model, and hand it the same number of image tokens: they differ only in the connector.
  *
  * A preset's key is its `projector.type`, so a model's config names its architecture (the bench
@@ -27,11 +27,11 @@ export interface Architecture {
 export const ARCHITECTURES: Readonly<Record<ArchName, Architecture>> = {
   mlp: {
     description: 'LLaVA MLP projector after a VILA 2×2 patch merge: 8×8 patches → 16 image tokens',
-    config: { vision: { imageSize: 48, patchSize: 6, layers: 3 }, projector: { downsample: 2 } },
+    config: { vision: { imageSize: 32, patchSize: 4, layers: 3 }, projector: { downsample: 2 } },
   },
   resampler: {
     description: 'Perceiver resampler: 16 learned queries cross-attend to the 8×8 patches → 16 image tokens',
-    config: { vision: { imageSize: 48, patchSize: 6, layers: 3 }, projector: { type: 'resampler', queries: 16, layers: 2, heads: 4 } },
+    config: { vision: { imageSize: 32, patchSize: 4, layers: 3 }, projector: { type: 'resampler', queries: 16, layers: 2, heads: 4 } },
   },
 };
 

@@ -89,7 +89,7 @@ describe('keel CLI', () => {
     const dir = await mkdtemp(join(tmpdir(), 'keel-pretrain-'));
     try {
       const cfg = join(dir, 'arch.json');
-      // merged over the --arch mlp preset (48×48 images, downsample 2): 32 / 4 = 8×8 patches → 16 tokens
+      // merged over the --arch mlp preset (32×32 images, 4×4 patches, downsample 2): 32 / 4 = 8×8 patches → 16 tokens
       await writeFile(cfg, JSON.stringify({ vision: { imageSize: 32, patchSize: 4, width: 16, layers: 1, heads: 2, intermediate: 16 }, text: { width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 16 } }));
       const { err } = capture();
       expect(await main(['pretrain', '--out', join(dir, 'ckpt'), '--steps', '1', '--batch', '2', '--eval', '1', '--config', cfg, '--json'])).toBe(0);
@@ -98,7 +98,7 @@ describe('keel CLI', () => {
       expect(await readFile(join(dir, 'ckpt', 'README.md'), 'utf8')).toMatch(/2×2 patch merge/);
       await writeFile(cfg, JSON.stringify({ projector: { downsample: 3 } }));
       expect(await main(['pretrain', '--out', join(dir, 'x'), '--config', cfg])).toBe(2);
-      expect(err.join('')).toMatch(/--config .*arch\.json: projector\.downsample: the 8×8 patch grid is not divisible by downsample 3/); // the preset's 48 / 6
+      expect(err.join('')).toMatch(/--config .*arch\.json: projector\.downsample: the 8×8 patch grid is not divisible by downsample 3/); // the preset's 32 / 4
       await writeFile(cfg, '{"vision": ');
       expect(await main(['pretrain', '--out', join(dir, 'x'), '--config', cfg])).toBe(2);
       expect(err.join('')).toMatch(/not valid JSON/);
