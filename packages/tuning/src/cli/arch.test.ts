@@ -64,8 +64,8 @@ describe('keel pretrain --arch', () => {
     const { out: lines } = capture();
     expect(await main(['pretrain', '--arch', 'resampler', '--config', cfg, ...QUICK, '--out', out, '--json'])).toBe(0);
     const hf = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
-    // 24 from the file, 6 from the preset, the resampler from --arch with the file's sizes
-    expect(hf).toMatchObject({ projector_type: 'resampler', image_seq_length: 4, vision_config: { image_size: 24, patch_size: 6, hidden_size: 16 } });
+    // 24 from the file, 4 from the preset, the resampler from --arch with the file's sizes
+    expect(hf).toMatchObject({ projector_type: 'resampler', image_seq_length: 4, vision_config: { image_size: 24, patch_size: 4, hidden_size: 16 } });
     const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
     expect(metrics.arch).toBe('resampler');
     expect(metrics.command).toMatch(/^keel pretrain --arch resampler .*--config \{"vision":\{"imageSize":24/);
