@@ -6,11 +6,16 @@
  *
  * Recipe: AdamW (β 0.9/0.999, weight decay 0.01 on matrices only), linear warmup then cosine decay
  * to 10 % of the peak lr, global gradient-norm clipping at 1.
- * Non-goals: curriculum learning, data augmentation, checkpointing during the run (the CLI saves
- * the result; resumable training is the tuning loop's job).
+ * Resuming. With `checkpointEvery` the run hands `onCheckpoint` a PretrainCheckpoint every that
+ * many steps (the weights, AdamW's state, the batch-draw stream's state, the curves and the run's
+ * identity; pretrain-checkpoint.ts encodes it as files); `resume` continues from one. The data pools
+ * are regenerated from the seed, so a resumed run reproduces the uninterrupted run's losses and
+ * weights bit for bit on the same device; a checkpoint of another run (any identity field differs)
+ * is refused with the field named.
+ * Non-goals: curriculum learning, data augmentation.
  */
 import type { Runtime } from '@keel/kernels';
-import { AdamW, cosineSchedule, seededRandom } from '@keel/autograd';
+import { AdamW, SeededStream, cosineSchedule, type OptimizerState } from '@keel/autograd';
 import { resolveConfig, type MllmConfigInput } from '../config.js';
 import { ALL_TASKS, GENERAL_TASKS, getTask, vocabularyWords, type Sample } from '../data/tasks.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -50,6 +55,67 @@ export interface PretrainOptions {
   onProgress?: (p: PretrainProgress) => void;
   /** Calls onProgress every this many steps (default 50). */
   progressEvery?: number;
+  /** Calls onCheckpoint every this many steps (default 0: never); never after the last step. */
+  checkpointEvery?: number;
+  /** Receives the run's state to store (file comment); the run waits for it. */
+  onCheckpoint?: (c: PretrainCheckpoint) => Promise<void>;
+  /** Continues the run a checkpoint was taken from, at its step + 1. */
+  resume?: PretrainCheckpoint;
+}
+
+/** The options that make a pre-training run what it is; a checkpoint resumes only a run with all of them equal. */
+export interface PretrainRunIdentity {
+  seed: number;
+  steps: number;
+  batchSize: number;
+  lr: number;
+  warmup: number;
+  pool: number;
+  progressEvery: number;
+  mix: Record<string, number>;
+  /** The model config as resolved (every default filled in). */
+  config: unknown;
+}
+
+/** Everything step + 1 depends on (file comment). */
+export interface PretrainCheckpoint {
+  /** Steps completed. */
+  step: number;
+  /** The batch-draw stream's state after `step` steps. */
+  stream: number;
+  run: PretrainRunIdentity;
+  lossCurve: [number, number][];
+  /** Training seconds of steps 1 … step. */
+  trainSec: number;
+  /** Sum and count of the losses since the last progress report. */
+  recent: number;
+  recentCount: number;
+  weights: Map<string, { shape: number[]; data: Float32Array }>;
+  /** tokenizer.json's content, so the checkpoint is a loadable model directory too. */
+  tokenizer: object;
+  optimizer: OptimizerState;
+}
+
+/** The first identity field that differs ('lr', 'mix', 'config.vision.width' …) with both values, or null. */
+export function pretrainRunDifference(saved: PretrainRunIdentity, now: PretrainRunIdentity): { field: string; saved: unknown; now: unknown } | null {
+  const walk = (a: unknown, b: unknown, path: string): { field: string; saved: unknown; now: unknown } | null => {
+    const objA = a !== null && typeof a === 'object' && !Array.isArray(a);
+    const objB = b !== null && typeof b === 'object' && !Array.isArray(b);
+    if (objA && objB) {
+      const keys = [...new Set([...Object.keys(a as object), ...Object.keys(b as object)])].sort();
+      for (const k of keys) {
+        const d = walk((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+        if (d) return d;
+      }
+      return null;
+    }
+    return JSON.stringify(a) === JSON.stringify(b) ? null : { field: path, saved: a, now: b };
+  };
+  for (const field of ['seed', 'steps', 'batchSize', 'lr', 'warmup', 'pool', 'progressEvery', 'mix', 'config'] as const) {
+    const d = walk(saved[field], now[field], field);
+    if (d) return d;
+  }
+  return null;
 }
 
 export interface PretrainResult {
@@ -57,18 +123,22 @@ export interface PretrainResult {
   tokenizer: WordTokenizer;
   /** [step, loss] every progressEvery steps. */
   lossCurve: [number, number][];
+  /** The step the run was resumed from, if it was. */
+  resumedFrom: number | null;
   /** Held-out exact-match accuracy per task (general and downstream). */
   scores: Record<string, number>;
+  /** Training seconds over all segments of the run (scoring excluded). */
   seconds: number;
   samplesPerSec: number;
-  options: Required<Omit<PretrainOptions, 'onProgress' | 'config' | 'mix'>> & { mix: Record<string, number>; config: MllmConfigInput };
+  options: Required<Omit<PretrainOptions, 'onProgress' | 'onCheckpoint' | 'resume' | 'config' | 'mix'>> & { mix: Record<string, number>; config: MllmConfigInput };
 }
 
 const DEFAULT_MIX: Record<string, number> = { caption: 0.35, vqa: 0.45, text: 0.2 };
 
 export const toExample = (s: Sample): Example => ({ image: s.image, prompt: s.prompt, answer: s.answer });
 
-export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Promise<PretrainResult> {
+/** The options with every default filled in and checked, the tokenizer, the model config and the run's identity. */
+function resolveRun(options: PretrainOptions) {
   const o = {
     seed: options.seed ?? 0,
     steps: options.steps ?? 3000,
@@ -78,12 +148,14 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
     pool: options.pool ?? 12000,
     evalCount: options.evalCount ?? 300,
     progressEvery: options.progressEvery ?? 50,
+    checkpointEvery: options.checkpointEvery ?? 0,
     mix: { ...DEFAULT_MIX, ...options.mix } as Record<string, number>,
     config: options.config ?? {},
   };
   for (const [k, v] of Object.entries({ steps: o.steps, batchSize: o.batchSize, pool: o.pool, evalCount: o.evalCount, progressEvery: o.progressEvery })) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`pretrain: ${k} must be a positive integer, got ${v}`);
   }
+  if (!Number.isInteger(o.checkpointEvery) || o.checkpointEvery < 0) throw new Error(`pretrain: checkpointEvery must be an integer ≥ 0, got ${o.checkpointEvery}`);
   if (!(o.lr > 0)) throw new Error(`pretrain: lr must be > 0, got ${o.lr}`);
   for (const name of Object.keys(o.mix)) {
     if (!GENERAL_TASKS.includes(name)) throw new Error(`pretrain: mix names '${name}', not a general task (general: ${GENERAL_TASKS.join(', ')})`);
@@ -95,9 +167,24 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
     text: { ...o.config.text, vocabSize: tokenizer.vocabSize },
     imageTokenId: tokenizer.specials.image,
   });
+  const run: PretrainRunIdentity = { seed: o.seed, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, pool: o.pool, progressEvery: o.progressEvery, mix: o.mix, config };
+  return { o, tokenizer, config, run };
+}
+
+/** The identity a run with these options has: what a checkpoint to resume must match (pretrainRunDifference). */
+export const pretrainRunIdentity = (options: PretrainOptions): PretrainRunIdentity => resolveRun(options).run;
+
+export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Promise<PretrainResult> {
+  const { o, tokenizer, config, run } = resolveRun(options);
+  if (o.checkpointEvery > 0 && !options.onCheckpoint) throw new Error('pretrain: checkpointEvery is set but there is no onCheckpoint to receive the checkpoints');
+  if (options.resume) {
+    const d = pretrainRunDifference(options.resume.run, run);
+    if (d) throw new Error(`pretrain: cannot resume: the checkpoint's run has ${d.field} ${JSON.stringify(d.saved)}, this run ${JSON.stringify(d.now)}`);
+    if (!(options.resume.step >= 1 && options.resume.step < o.steps)) throw new Error(`pretrain: cannot resume from step ${options.resume.step} of a ${o.steps}-step run`);
+  }
   const model = new MultimodalModel(rt, config, { seed: o.seed });
   try {
-    return { model, tokenizer, ...(await trainAndScore(model, tokenizer, o, options.onProgress)), options: o };
+    return { model, tokenizer, ...(await trainAndScore(model, tokenizer, o, run, options)), options: o };
   } catch (e) {
     // the caller never sees the model of a failed run (a non-finite loss, a device error): free it here
     model.dispose();
@@ -110,8 +197,9 @@ async function trainAndScore(
   model: MultimodalModel,
   tokenizer: WordTokenizer,
   o: PretrainResult['options'],
-  onProgress: PretrainOptions['onProgress'],
-): Promise<Pick<PretrainResult, 'lossCurve' | 'scores' | 'seconds' | 'samplesPerSec'>> {
+  run: PretrainRunIdentity,
+  { onProgress, onCheckpoint, resume }: PretrainOptions,
+): Promise<Pick<PretrainResult, 'lossCurve' | 'scores' | 'seconds' | 'samplesPerSec' | 'resumedFrom'>> {
   const size = model.config.vision.imageSize;
 
   // data pools: generated once, sampled with replacement per step
@@ -119,7 +207,8 @@ async function trainAndScore(
   const pools = await Promise.all(tasks.map(async (t) => (await getTask(t).samples('train', o.pool, o.seed, { size })).map(toExample)));
   const weights = tasks.map((t) => o.mix[t]!);
   const total = weights.reduce((a, b) => a + b, 0);
-  const rand = seededRandom((o.seed ^ 0x5bd1e995) >>> 0);
+  const stream = new SeededStream((o.seed ^ 0x5bd1e995) >>> 0);
+  const rand = () => stream.next();
   const pickTask = (): number => {
     let r = rand() * total;
     for (let i = 0; i < weights.length; i++) if ((r -= weights[i]!) < 0) return i;
@@ -136,12 +225,23 @@ async function trainAndScore(
     schedule: cosineSchedule({ warmup: o.warmup, total: o.steps, minRatio: 0.1 }),
   });
 
-  const lossCurve: [number, number][] = [];
-  const start = performance.now();
+  let lossCurve: [number, number][] = [];
   let recent = 0;
   let recentCount = 0;
+  let priorSec = 0; // training seconds of the segments before this one
+  const first = resume ? resume.step + 1 : 1;
+  if (resume) {
+    restoreWeights(model, resume.weights);
+    optimizer.loadStateDict(resume.optimizer);
+    stream.restore(resume.stream);
+    ({ recent, recentCount } = resume);
+    lossCurve = resume.lossCurve.map(([s, l]) => [s, l]);
+    priorSec = resume.trainSec;
+  }
+  let start = performance.now();
+  const trainSec = () => priorSec + (performance.now() - start) / 1000;
   try {
-    for (let step = 1; step <= o.steps; step++) {
+    for (let step = first; step <= o.steps; step++) {
       const batch = Array.from({ length: o.batchSize }, () => {
         const pool = pools[pickTask()]!;
         return pool[Math.floor(rand() * pool.length)]!;
@@ -151,20 +251,43 @@ async function trainAndScore(
       recent += loss;
       recentCount++;
       if (step % o.progressEvery === 0 || step === o.steps) {
-        const elapsedSec = (performance.now() - start) / 1000;
+        const elapsedSec = trainSec();
         const mean = recent / recentCount;
         lossCurve.push([step, mean]);
         recent = 0;
         recentCount = 0;
         onProgress?.({ step, steps: o.steps, loss: mean, samplesPerSec: (step * o.batchSize) / elapsedSec, elapsedSec });
       }
+      if (onCheckpoint && o.checkpointEvery > 0 && step % o.checkpointEvery === 0 && step < o.steps) {
+        const sec = trainSec();
+        const weights = new Map<string, { shape: number[]; data: Float32Array }>();
+        for (const [name, p] of model.namedParameters()) weights.set(name, { shape: [...p.shape], data: (await p.toArray()) as Float32Array });
+        const state = await optimizer.stateDict();
+        await onCheckpoint({ step, stream: stream.state, run, lossCurve: lossCurve.map(([s, l]) => [s, l]), trainSec: sec, recent, recentCount, weights, tokenizer: tokenizer.toJSON(), optimizer: state });
+        // the time spent storing the checkpoint is not training time
+        priorSec = sec;
+        start = performance.now();
+      }
     }
   } finally {
     optimizer.dispose();
   }
-  const seconds = (performance.now() - start) / 1000;
+  const seconds = trainSec();
   const scores = await scoreTasks(model, tokenizer, o.evalCount, o.seed);
-  return { lossCurve, scores, seconds, samplesPerSec: (o.steps * o.batchSize) / seconds };
+  return { lossCurve, scores, seconds, samplesPerSec: (o.steps * o.batchSize) / seconds, resumedFrom: resume ? resume.step : null };
+}
+
+/** Writes a checkpoint's weights into the freshly built model; names and shapes must match exactly. */
+function restoreWeights(model: MultimodalModel, weights: PretrainCheckpoint['weights']): void {
+  const params = new Map(model.namedParameters());
+  const extra = [...weights.keys()].filter((n) => !params.has(n));
+  if (extra.length) throw new Error(`pretrain: cannot resume: the checkpoint has weights the model lacks (${extra.slice(0, 4).join(', ')}${extra.length > 4 ? ', …' : ''})`);
+  for (const [name, p] of params) {
+    const w = weights.get(name);
+    if (!w) throw new Error(`pretrain: cannot resume: the checkpoint lacks the weight ${name}`);
+    if (w.shape.join() !== p.shape.join() || w.data.length !== p.size) throw new Error(`pretrain: cannot resume: weight ${name} has shape [${w.shape}], the model [${p.shape}]`);
+  }
+  for (const [name, p] of params) p.rt.write(p.buffer, weights.get(name)!.data);
 }
 
 /** Held-out exact-match accuracy on every registered task (general and downstream). */

@@ -1,11 +1,16 @@
 /**
  * `keel pretrain --config` with sizes no model has (issue 8): the config file is rejected with exit
  * code 2, naming the file, the field and the limit, before a runtime is created or a model built.
+ * `--checkpoint-every` / `--resume`: a resumed run ends bit for bit where the uninterrupted one
+ * does, and each way a resume cannot work exits 2 saying why.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { getRuntime } from '@keel/kernels';
+import { archConfig, encodePretrainCheckpoint, pretrain } from '@keel/mllm';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { writeCheckpointFiles } from '../protocol/checkpoint.node.js';
 import { main } from './main.js';
 
 let dir = '';
@@ -30,4 +35,50 @@ it.each([
   expect(code).toBe(2);
   expect(err.join('\n')).toMatch(/^keel: --config \S*config\.json: /);
   expect(err.join('\n')).toMatch(message);
+});
+
+describe('--checkpoint-every and --resume', () => {
+  const tiny = { vision: { patchSize: 8, width: 16, layers: 1, heads: 2, intermediate: 16 }, text: { width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 16 } };
+  const flags = (out: string, file: string) => ['pretrain', '--config', file, '--steps', '4', '--batch', '2', '--eval', '1', '--pool', '8', '--out', out];
+  const quiet = () => {
+    const err: string[] = [];
+    vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+    vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
+    return err;
+  };
+  const exists = (p: string) => stat(p).then(() => true, () => false);
+
+  it('a run resumed from its checkpoint ends with the weights of the uninterrupted run; bad resumes exit 2', async () => {
+    const file = join(dir, 'tiny.json');
+    await writeFile(file, JSON.stringify(tiny));
+    const whole = join(dir, 'whole');
+    const err = quiet();
+    expect(await main([...flags(whole, file), '--checkpoint-every', '2'])).toBe(0);
+    expect(err.join('')).toMatch(/checkpoint \S*whole\/checkpoints\/checkpoint-2/);
+    // a finished run removes its checkpoints and cannot be resumed
+    expect(await exists(join(whole, 'checkpoints'))).toBe(false);
+    expect(await main([...flags(whole, file), '--resume'])).toBe(2);
+    expect(err.join('\n')).toMatch(/--resume: \S*metrics\.json exists, so that run finished/);
+
+    // the interrupted run: its step-2 checkpoint, written the way the CLI writes it
+    const cut = join(dir, 'cut');
+    expect(await main([...flags(cut, file), '--resume'])).toBe(2);
+    expect(err.join('\n')).toMatch(/--resume: no checkpoint to resume in \S*cut\/checkpoints/);
+    const rt = await getRuntime();
+    const stopped = await pretrain(rt, {
+      steps: 4, batchSize: 2, lr: 2e-3, seed: 0, evalCount: 1, pool: 8, config: archConfig('mlp', tiny), checkpointEvery: 2,
+      onCheckpoint: async (c) => {
+        if (c.step === 2) await writeCheckpointFiles(join(cut, 'checkpoints'), c.step, encodePretrainCheckpoint(c));
+      },
+    });
+    stopped.model.dispose();
+    expect(await main([...flags(cut, file), '--lr', '0.001', '--resume'])).toBe(2);
+    expect(err.join('\n')).toMatch(/--resume: --lr is 0\.001 but the checkpoint's run \(\S*checkpoint-2\) used 0\.002/);
+    expect(await main([...flags(cut, file), '--resume'])).toBe(0);
+    expect(err.join('')).toMatch(/resuming from \S*checkpoint-2 \(step 2 of 4\)/);
+    const metrics = JSON.parse(await readFile(join(cut, 'metrics.json'), 'utf8'));
+    expect(metrics.resumedFrom).toBe(2);
+    expect(Buffer.compare(await readFile(join(cut, 'model.safetensors')), await readFile(join(whole, 'model.safetensors')))).toBe(0);
+    expect(await exists(join(cut, 'checkpoints'))).toBe(false);
+  });
 });

@@ -7,10 +7,42 @@
  * object merges, a number or string replaces). The file may not switch the connector family: a
  * `projector.type` other than --arch's is an error asking for --arch instead, since the preset's
  * connector sizes would not fit the other family. The recorded command line names --arch.
+ *
+ * Checkpoints: every --checkpoint-every steps (default steps/10, at most 500 apart; 0 turns them
+ * off) the run's state goes to <out>/checkpoints (checkpoint.node.ts: atomic, newest kept). Each is
+ * also a model directory, so `keel eval --model <out>/checkpoints/checkpoint-N` scores a run that is
+ * still going. `--resume` continues from <out>/checkpoints/latest and reproduces the uninterrupted
+ * run; it exits 2 when there is no checkpoint, when the run finished already (<out>/metrics.json
+ * exists), or when a flag that defines the run differs from the checkpoint's (naming the flag).
+ * A finished run removes its checkpoints.
  */
 import { getRuntime } from '@keel/kernels';
-import { ARCH_NAMES, ARCHITECTURES, DOWNSTREAM_TASKS, GENERAL_TASKS, archConfig, isArchName, mllmConfigSchema, modelCard, pretrain, saveModel, type ArchName, type MllmConfigInput, type PretrainProgress } from '@keel/mllm';
+import { join } from 'node:path';
+import {
+  ARCH_NAMES,
+  ARCHITECTURES,
+  DOWNSTREAM_TASKS,
+  GENERAL_TASKS,
+  PRETRAIN_CHECKPOINT_FILES,
+  archConfig,
+  decodePretrainCheckpoint,
+  encodePretrainCheckpoint,
+  isArchName,
+  mllmConfigSchema,
+  modelCard,
+  pretrain,
+  pretrainRunDifference,
+  pretrainRunIdentity,
+  saveModel,
+  type ArchName,
+  type MllmConfigInput,
+  type PretrainCheckpoint,
+  type PretrainOptions,
+  type PretrainProgress,
+  type PretrainRunIdentity,
+} from '@keel/mllm';
 import { InvalidArgumentError, type Command } from 'commander';
+import { latestCheckpoint, readCheckpointFiles, writeCheckpointFiles } from '../protocol/checkpoint.node.js';
 import { UsageError, positiveInt, positiveNumber } from './args.js';
 
 interface PretrainFlags {
@@ -25,6 +57,42 @@ interface PretrainFlags {
   config?: string;
   mix?: Record<string, number>;
   json?: boolean;
+  checkpointEvery?: number;
+  resume?: boolean;
+}
+
+/** The flag behind each field of a pre-training run's identity (PretrainRunIdentity). */
+const IDENTITY_FLAGS: Record<keyof PretrainRunIdentity, string> = {
+  seed: '--seed',
+  steps: '--steps',
+  batchSize: '--batch',
+  lr: '--lr',
+  warmup: '--steps',
+  pool: '--pool',
+  progressEvery: '(the progress interval)',
+  mix: '--mix',
+  config: '--arch/--config',
+};
+
+/** The checkpoint --resume continues; every way it cannot is a UsageError (exit 2) saying why. */
+async function checkpointToResume(out: string, dir: string): Promise<{ checkpoint: PretrainCheckpoint; path: string }> {
+  const { stat } = await import('node:fs/promises');
+  if (await stat(join(out, 'metrics.json')).then(() => true, () => false)) {
+    throw new UsageError(`--resume: ${join(out, 'metrics.json')} exists, so that run finished; drop --resume to start again`);
+  }
+  let path: string | null;
+  try {
+    path = await latestCheckpoint(dir);
+  } catch (e) {
+    throw new UsageError(`--resume: ${(e as Error).message}`);
+  }
+  if (!path) throw new UsageError(`--resume: no checkpoint to resume in ${dir} (${join(dir, 'latest')} does not exist); run without --resume to start`);
+  try {
+    const { files } = await readCheckpointFiles(dir, PRETRAIN_CHECKPOINT_FILES);
+    return { checkpoint: decodePretrainCheckpoint(files, path), path };
+  } catch (e) {
+    throw new UsageError(`--resume: ${(e as Error).message}`);
+  }
 }
 
 /** `caption=0.3,vqa=0.55,text=0.15` → weights; names are checked against the general suite. */
@@ -97,13 +165,19 @@ export function registerPretrain(program: Command): void {
     .option('--config <file>', 'JSON file of model-config overrides merged over the --arch preset, e.g. {"vision":{"width":96},"text":{"layers":4}}')
     .option('--mix <weights>', 'relative weight of each general task per batch (default caption=0.35,vqa=0.45,text=0.2)', parseMix)
     .option('--json', 'machine-readable output: JSON progress lines and a final JSON result')
+    .option('--checkpoint-every <n>', 'write a resumable checkpoint to <out>/checkpoints every n steps (default steps/10, at most 500; 0: never)', (v) => positiveInt(v, true))
+    .option('--resume', 'continue the run from <out>/checkpoints/latest (the same flags as the run that wrote it)')
     .action(async (f: PretrainFlags) => {
       const { overrides, config } = f.config ? await readConfigOverrides(f.config, f.arch) : { overrides: undefined, config: archConfig(f.arch) };
+      const checkpointDir = join(f.out, 'checkpoints');
+      const checkpointEvery = f.checkpointEvery ?? Math.min(500, Math.max(1, Math.floor(f.steps / 10)));
+      const resume = f.resume ? await checkpointToResume(f.out, checkpointDir) : null;
       const rt = await getRuntime();
       const log = (s: string) => process.stderr.write(`${s}\n`);
+      if (resume) log(`resuming from ${resume.path} (step ${resume.checkpoint.step} of ${resume.checkpoint.run.steps})`);
       const command = `keel pretrain --arch ${f.arch} --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.pool ? ` --pool ${f.pool}` : ''}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${overrides ? ` --config ${JSON.stringify(overrides)}` : ''}`;
       try {
-        const r = await pretrain(rt, {
+        const options: PretrainOptions = {
           steps: f.steps,
           batchSize: f.batch,
           lr: f.lr,
@@ -113,7 +187,22 @@ export function registerPretrain(program: Command): void {
           config,
           ...(f.mix ? { mix: f.mix } : {}),
           onProgress: (p) => (f.json ? console.log(JSON.stringify({ event: 'progress', ...p })) : log(formatProgress(p))),
-        });
+          checkpointEvery,
+          onCheckpoint: async (c) => {
+            const path = await writeCheckpointFiles(checkpointDir, c.step, encodePretrainCheckpoint(c));
+            if (f.json) console.log(JSON.stringify({ event: 'checkpoint', step: c.step, path }));
+            else log(`checkpoint ${path}`);
+          },
+          ...(resume ? { resume: resume.checkpoint } : {}),
+        };
+        if (resume) {
+          const d = pretrainRunDifference(resume.checkpoint.run, pretrainRunIdentity(options));
+          if (d) {
+            const flag = IDENTITY_FLAGS[d.field.split('.')[0] as keyof PretrainRunIdentity];
+            throw new UsageError(`--resume: ${flag}${flag.startsWith('--') && d.field.includes('.') ? ` (${d.field})` : ''} is ${JSON.stringify(d.now)} but the checkpoint's run (${resume.path}) used ${JSON.stringify(d.saved)}; resume with that run's flags`);
+          }
+        }
+        const r = await pretrain(rt, options);
         const metrics = {
           arch: f.arch,
           command,
@@ -124,9 +213,13 @@ export function registerPretrain(program: Command): void {
           parameters: r.model.numParameters(),
           scores: r.scores,
           lossCurve: r.lossCurve,
+          resumedFrom: r.resumedFrom,
         };
         const card = modelCard(r, { command, device: `${rt.info.adapter.description || rt.info.adapter.architecture} (${rt.info.adapter.vendor})`, date: new Date().toISOString().slice(0, 10) }, GENERAL_TASKS, DOWNSTREAM_TASKS);
         await saveModel(f.out, r.model, r.tokenizer, { 'metrics.json': metrics, 'README.md': card });
+        r.model.dispose();
+        const { rm } = await import('node:fs/promises');
+        await rm(checkpointDir, { recursive: true, force: true });
         if (f.json) console.log(JSON.stringify({ event: 'done', out: f.out, ...metrics }));
         else {
           log(`saved to ${f.out}`);

@@ -1,7 +1,9 @@
 /**
  * Training checkpoints on disk (Node only). One directory holds one run's checkpoints (`keel tune`
- * uses <out>/checkpoints):
- *   checkpoint-<step>/   trainer_state.json + tensors.safetensors (checkpoint.ts)
+ * and `keel pretrain` use <out>/checkpoints):
+ *   checkpoint-<step>/   the run's files: trainer_state.json + tensors.safetensors for a tuning run
+ *                        (checkpoint.ts), a model directory plus optimizer and trainer state for a
+ *                        pre-training run (@keel/mllm pretrain-checkpoint.ts)
  *   latest               the name of the newest complete checkpoint directory, one line
  * `latest` is the only truth. A write fills checkpoint-<step>.<pid>.<random>.tmp/, renames it to
  * checkpoint-<step>, then replaces `latest` atomically (temp file + rename), and only then deletes
@@ -43,15 +45,25 @@ export async function latestCheckpoint(dir: string): Promise<string | null> {
 /** Writes `c` as dir/checkpoint-<step> and points `latest` at it (file comment); returns its path. */
 export async function writeCheckpoint(dir: string, c: TuneCheckpoint): Promise<string> {
   const { json, tensors } = encodeCheckpoint(c); // before touching the disk: a bad checkpoint writes nothing
-  const name = `${PREFIX}${c.step}`;
+  return writeCheckpointFiles(dir, c.step, new Map<string, Uint8Array | string>([[CHECKPOINT_TENSORS_FILE, tensors], [CHECKPOINT_STATE_FILE, json]]));
+}
+
+/**
+ * Writes `files` (name → content; strings as UTF-8) as dir/checkpoint-<step>, points `latest` at
+ * it and removes older checkpoints (file comment); returns its path. Any run's checkpoint format
+ * (`keel tune`'s, `keel pretrain`'s) goes through here.
+ */
+export async function writeCheckpointFiles(dir: string, step: number, files: ReadonlyMap<string, Uint8Array | string>): Promise<string> {
+  if (!Number.isInteger(step) || step < 0) throw new Error(`writeCheckpointFiles: step must be an integer ≥ 0, got ${step}`);
+  for (const f of files.keys()) if (!/^[A-Za-z0-9_-][A-Za-z0-9._-]*$/.test(f)) throw new Error(`writeCheckpointFiles: ${JSON.stringify(f)} is not a plain file name`);
+  const name = `${PREFIX}${step}`;
   const target = join(dir, name);
   const tempName = `${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   const temp = join(dir, tempName);
   await mkdir(dir, { recursive: true });
   try {
     await mkdir(temp);
-    await writeFile(join(temp, CHECKPOINT_TENSORS_FILE), tensors);
-    await writeFile(join(temp, CHECKPOINT_STATE_FILE), json);
+    for (const [f, content] of files) await writeFile(join(temp, f), content);
     const latest = join(dir, LATEST_FILE);
     if ((await latestCheckpoint(dir).catch(() => null)) === target) {
       // Replacing the checkpoint `latest` names (a fresh run reaching the step of an older run's
@@ -76,16 +88,24 @@ export async function writeCheckpoint(dir: string, c: TuneCheckpoint): Promise<s
 
 /** Reads the checkpoint `dir/latest` names; errors name the directory or file that is missing or bad. */
 export async function readCheckpoint(dir: string): Promise<TuneCheckpoint> {
+  const { path, files } = await readCheckpointFiles(dir, [CHECKPOINT_STATE_FILE, CHECKPOINT_TENSORS_FILE]);
+  const bytes = files.get(CHECKPOINT_TENSORS_FILE)!;
+  return decodeCheckpoint(new TextDecoder().decode(files.get(CHECKPOINT_STATE_FILE)!), bytes, path);
+}
+
+/** The named files of the checkpoint `dir/latest` names, and its path; a missing one is an error naming it. */
+export async function readCheckpointFiles(dir: string, names: readonly string[]): Promise<{ path: string; files: Map<string, Uint8Array> }> {
   const path = await latestCheckpoint(dir);
   if (!path) throw new Error(`${dir}: no checkpoint (${join(dir, LATEST_FILE)} does not exist)`);
-  const read = async (file: string) => {
+  const files = new Map<string, Uint8Array>();
+  for (const file of names) {
+    let b: Buffer;
     try {
-      return await readFile(join(path, file));
+      b = await readFile(join(path, file));
     } catch (e) {
       throw new Error(isMissing(e) ? `${join(path, file)} does not exist (${join(dir, LATEST_FILE)} names an incomplete checkpoint)` : `cannot read ${join(path, file)}: ${(e as Error).message}`, { cause: e });
     }
-  };
-  const json = (await read(CHECKPOINT_STATE_FILE)).toString('utf8');
-  const bytes = await read(CHECKPOINT_TENSORS_FILE);
-  return decodeCheckpoint(json, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+    files.set(file, new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+  }
+  return { path, files };
 }
