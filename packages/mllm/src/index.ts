@@ -47,9 +47,9 @@ export { ALL_TASKS, DEFAULT_IMAGE_SIZE, DOWNSTREAM_TASKS, GENERAL_TASKS, TASKS, 
 export type { Sample, SampleOptions, Task, TaskKind } from './data/tasks.js';
 export { numberWord } from './data/number-words.js';
 export { Rng, fnv1a, streamSeed } from './data/prng.js';
-export { answerLoss, trainStep, trainOnExamples, evaluateExamples, normalizeAnswer } from './train/loop.js';
-export type { StepHooks, EvaluationResult } from './train/loop.js';
-export { pretrain, pretrainRunDifference, pretrainRunIdentity, scoreTasks, toExample } from './train/pretrain.js';
+export { accuracyByKind, answerLoss, trainStep, trainOnExamples, evaluateExamples, normalizeAnswer } from './train/loop.js';
+export type { StepHooks, EvaluationResult, KindScores } from './train/loop.js';
+export { pretrain, pretrainRunDifference, pretrainRunIdentity, scoreTasks, scoreTasksByKind, toExample } from './train/pretrain.js';
 export type { PretrainCheckpoint, PretrainOptions, PretrainProgress, PretrainResult, PretrainRunIdentity } from './train/pretrain.js';
 export { decodePretrainCheckpoint, encodePretrainCheckpoint, PRETRAIN_CHECKPOINT_FILES, PRETRAIN_CHECKPOINT_FORMAT, PRETRAIN_OPTIMIZER_FILE, PRETRAIN_STATE_FILE } from './train/pretrain-checkpoint.js';
 export { modelCard } from './train/card.js';

@@ -65,5 +65,11 @@ Downstream tasks (never trained on — low by design):
 | task | accuracy |
 |---|---|
 ${rows(downstream)}
+
+Per question type (general suite):
+
+| task | type | examples | accuracy |
+|---|---|---:|---|
+${general.flatMap((t) => Object.entries(r.byKind[t] ?? {}).map(([k, v]) => `| ${t} | ${k} | ${v.count} | ${pct(v.accuracy)} |`)).join('\n')}
 `;
 }

@@ -60,8 +60,26 @@ export interface EvaluationResult {
   /** Fraction of examples whose greedy answer equals the reference after normalization. */
   accuracy: number;
   count: number;
+  /** Whether each example's answer was right, in the order given. */
+  correct: boolean[];
   /** The first few predictions, for reports. */
   samples: { prompt: string; answer: string; prediction: string }[];
+}
+
+/** Accuracy and example count per question type (a Sample's `kind`), types in first-seen order. */
+export type KindScores = Record<string, { accuracy: number; count: number }>;
+
+/** Splits per-example results by kind: `kinds[i]` is example i's type, `correct[i]` its result. */
+export function accuracyByKind(kinds: readonly string[], correct: readonly boolean[]): KindScores {
+  if (kinds.length !== correct.length) throw new Error(`accuracyByKind: ${kinds.length} kinds for ${correct.length} results`);
+  const tally = new Map<string, [number, number]>();
+  kinds.forEach((k, i) => {
+    const t = tally.get(k) ?? [0, 0];
+    t[0] += correct[i] ? 1 : 0;
+    t[1]++;
+    tally.set(k, t);
+  });
+  return Object.fromEntries([...tally].map(([k, [right, n]]) => [k, { accuracy: right / n, count: n }]));
 }
 
 /** Exact-match accuracy of greedy answers over `examples`, in batches. */
@@ -75,16 +93,16 @@ export async function evaluateExamples(
   const batchSize = options.batchSize ?? 64;
   const longest = Math.max(...examples.map((e) => tok.encode(e.answer).length));
   const maxNewTokens = options.maxNewTokens ?? longest + 2;
-  let correct = 0;
+  const correct: boolean[] = [];
   const samples: EvaluationResult['samples'] = [];
   for (let i = 0; i < examples.length; i += batchSize) {
     const chunk = examples.slice(i, i + batchSize);
     const out = await generate(model, tok, chunk, { maxNewTokens });
     out.forEach((g, j) => {
       const ex = chunk[j]!;
-      if (normalizeAnswer(g.text) === normalizeAnswer(ex.answer)) correct++;
+      correct.push(normalizeAnswer(g.text) === normalizeAnswer(ex.answer));
       if (samples.length < (options.keepSamples ?? 8)) samples.push({ prompt: ex.prompt, answer: ex.answer, prediction: g.text });
     });
   }
-  return { accuracy: correct / examples.length, count: examples.length, samples };
+  return { accuracy: correct.filter(Boolean).length / examples.length, count: examples.length, correct, samples };
 }

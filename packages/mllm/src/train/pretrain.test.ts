@@ -8,6 +8,7 @@
 import { Runtime } from '@keel/kernels';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelFromBytes } from '../model/checkpoint.js';
+import { accuracyByKind } from './loop.js';
 import { decodePretrainCheckpoint, encodePretrainCheckpoint, PRETRAIN_OPTIMIZER_FILE, PRETRAIN_STATE_FILE } from './pretrain-checkpoint.js';
 import { pretrain, type PretrainCheckpoint, type PretrainResult } from './pretrain.js';
 
@@ -33,6 +34,15 @@ it('a run stopped by a non-finite loss leaves no GPU memory behind', async () =>
   expect(rt.stats().peakLiveBytes).toBeGreaterThan(before.liveBytes);
   expect(rt.stats().liveBytes).toBe(before.liveBytes);
   expect(rt.stats().liveBuffers).toBe(before.liveBuffers);
+});
+
+it('accuracyByKind splits results by question type in first-seen order', () => {
+  expect(accuracyByKind(['color', 'shape', 'color', 'color'], [true, false, false, true])).toEqual({
+    color: { accuracy: 2 / 3, count: 3 },
+    shape: { accuracy: 0, count: 1 },
+  });
+  expect(accuracyByKind([], [])).toEqual({});
+  expect(() => accuracyByKind(['a'], [])).toThrow('accuracyByKind: 1 kinds for 0 results');
 });
 
 describe('resuming', () => {
@@ -62,6 +72,8 @@ describe('resuming', () => {
       const a = new Map(await weightsOf(whole));
       for (const [name, p] of await weightsOf(resumed)) expect(Array.from((await p.toArray()) as Float32Array), name).toEqual(Array.from((await a.get(name)!.toArray()) as Float32Array));
       expect(resumed.scores).toEqual(whole.scores);
+      expect(resumed.byKind).toEqual(whole.byKind);
+      expect(Object.keys(whole.byKind)).toEqual(Object.keys(whole.scores));
     } finally {
       whole.model.dispose();
       resumed.model.dispose();

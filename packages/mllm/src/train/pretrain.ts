@@ -22,7 +22,7 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { Example } from '../model/collate.js';
 import { MultimodalModel } from '../model/mllm.js';
 import { WordTokenizer } from '../tokenizer/word.js';
-import { evaluateExamples, trainOnExamples } from './loop.js';
+import { accuracyByKind, evaluateExamples, trainOnExamples, type KindScores } from './loop.js';
 
 export interface PretrainProgress {
   step: number;
@@ -127,6 +127,8 @@ export interface PretrainResult {
   resumedFrom: number | null;
   /** Held-out exact-match accuracy per task (general and downstream). */
   scores: Record<string, number>;
+  /** The same, per question type of each task. */
+  byKind: Record<string, KindScores>;
   /** Training seconds over all segments of the run (scoring excluded). */
   seconds: number;
   samplesPerSec: number;
@@ -199,7 +201,7 @@ async function trainAndScore(
   o: PretrainResult['options'],
   run: PretrainRunIdentity,
   { onProgress, onCheckpoint, resume }: PretrainOptions,
-): Promise<Pick<PretrainResult, 'lossCurve' | 'scores' | 'seconds' | 'samplesPerSec' | 'resumedFrom'>> {
+): Promise<Pick<PretrainResult, 'lossCurve' | 'scores' | 'byKind' | 'seconds' | 'samplesPerSec' | 'resumedFrom'>> {
   const size = model.config.vision.imageSize;
 
   // data pools: generated once, sampled with replacement per step
@@ -273,8 +275,8 @@ async function trainAndScore(
     optimizer.dispose();
   }
   const seconds = trainSec();
-  const scores = await scoreTasks(model, tokenizer, o.evalCount, o.seed);
-  return { lossCurve, scores, seconds, samplesPerSec: (o.steps * o.batchSize) / seconds, resumedFrom: resume ? resume.step : null };
+  const { scores, byKind } = await scoreTasksByKind(model, tokenizer, o.evalCount, o.seed);
+  return { lossCurve, scores, byKind, seconds, samplesPerSec: (o.steps * o.batchSize) / seconds, resumedFrom: resume ? resume.step : null };
 }
 
 /** Writes a checkpoint's weights into the freshly built model; names and shapes must match exactly. */
@@ -292,11 +294,25 @@ function restoreWeights(model: MultimodalModel, weights: PretrainCheckpoint['wei
 
 /** Held-out exact-match accuracy on every registered task (general and downstream). */
 export async function scoreTasks(model: MultimodalModel, tok: Tokenizer, count: number, seed = 0, names?: readonly string[]): Promise<Record<string, number>> {
+  return (await scoreTasksByKind(model, tok, count, seed, names)).scores;
+}
+
+/** scoreTasks, plus the accuracy per question type of each task. */
+export async function scoreTasksByKind(
+  model: MultimodalModel,
+  tok: Tokenizer,
+  count: number,
+  seed = 0,
+  names?: readonly string[],
+): Promise<{ scores: Record<string, number>; byKind: Record<string, KindScores> }> {
   const size = model.config.vision.imageSize;
   const scores: Record<string, number> = {};
+  const byKind: Record<string, KindScores> = {};
   for (const name of names ?? ALL_TASKS) {
-    const samples = (await getTask(name).samples('test', count, seed, { size })).map(toExample);
-    scores[name] = (await evaluateExamples(model, tok, samples)).accuracy;
+    const samples = await getTask(name).samples('test', count, seed, { size });
+    const r = await evaluateExamples(model, tok, samples.map(toExample));
+    scores[name] = r.accuracy;
+    byKind[name] = accuracyByKind(samples.map((s) => s.kind), r.correct);
   }
-  return scores;
+  return { scores, byKind };
 }

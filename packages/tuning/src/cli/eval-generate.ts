@@ -1,6 +1,6 @@
 /**
  * `keel eval` scores a checkpoint or a tuning output on a task and the general suite (the same
- * protocol as tune and bench: protocol/scores.ts); `keel generate` answers one prompt, about one
+ * protocol as tune and bench: protocol/scores.ts), each also per question type; `keel generate` answers one prompt, about one
  * PNG image or text-only, with greedy or sampled decoding.
  *
  * Images: PNG only (fast-png via @keel/mllm). A square image of another size is resized to the
@@ -8,7 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { getRuntime, type Runtime } from '@keel/kernels';
-import { GENERAL_TASKS, decodePng, evaluateExamples, generate, getTask, resize, toExample, toModelInput, type MultimodalModel } from '@keel/mllm';
+import { GENERAL_TASKS, accuracyByKind, decodePng, evaluateExamples, generate, getTask, resize, toExample, toModelInput, type KindScores, type MultimodalModel } from '@keel/mllm';
 import { type Command } from 'commander';
 import { evaluateTargetUpstream } from '../protocol/scores.js';
 import { UsageError, positiveInt } from './args.js';
@@ -97,13 +97,19 @@ export function registerEvalGenerate(program: Command): void {
       const scores = await withModel(f.model, async (_rt, model, tok) => {
         if (task.kind === 'downstream') return evaluateTargetUpstream(model, tok, { task: task.name, count: f.count, seed: f.seed });
         const size = model.config.vision.imageSize;
-        const examples = (await task.samples('test', f.count, f.seed, { size })).map(toExample);
-        const acc = (await evaluateExamples(model, tok, examples)).accuracy;
-        return { scores: { [task.name]: acc } } as { T?: number; U?: number; scores: Record<string, number> };
+        const held = await task.samples('test', f.count, f.seed, { size });
+        const r = await evaluateExamples(model, tok, held.map(toExample));
+        const byKind = { [task.name]: accuracyByKind(held.map((x) => x.kind), r.correct) };
+        return { scores: { [task.name]: r.accuracy }, byKind } as { T?: number; U?: number; scores: Record<string, number>; byKind: Record<string, KindScores> };
       });
       if (f.json) console.log(JSON.stringify(scores));
       else {
-        for (const [name, acc] of Object.entries(scores.scores)) console.log(`${name.padEnd(8)} ${(100 * acc).toFixed(1)} %${GENERAL_TASKS.includes(name) ? '  (general)' : ''}`);
+        for (const [name, acc] of Object.entries(scores.scores)) {
+          console.log(`${name.padEnd(8)} ${(100 * acc).toFixed(1)} %${GENERAL_TASKS.includes(name) ? '  (general)' : ''}`);
+          // the breakdown by question type, when the task has more than one
+          const kinds = Object.entries(scores.byKind[name] ?? {});
+          if (kinds.length > 1) for (const [k, v] of kinds) console.log(`  ${k.padEnd(12)} ${(100 * v.accuracy).toFixed(1).padStart(5)} %  (${v.count})`);
+        }
         if (scores.T !== undefined && scores.U !== undefined) console.log(`T ${(100 * scores.T).toFixed(1)} %  U ${(100 * scores.U).toFixed(1)} %`);
       }
     });

@@ -127,6 +127,13 @@ describe('keel CLI', () => {
       expect(await main(['eval', '--model', out, '--task', 'count', '--count', '2', '--json'])).toBe(0);
       const scores = JSON.parse(lines.join(''));
       expect(Object.keys(scores.scores)).toEqual(['count', 'caption', 'vqa', 'text']);
+      // per question type: every task's examples counted once, and the task score is their mean
+      for (const [task, kinds] of Object.entries(scores.byKind as Record<string, Record<string, { accuracy: number; count: number }>>)) {
+        const all = Object.values(kinds);
+        expect(all.reduce((a, v) => a + v.count, 0), task).toBe(2);
+        expect(all.reduce((a, v) => a + v.accuracy * v.count, 0) / 2, task).toBeCloseTo(scores.scores[task], 12);
+      }
+      expect(Object.keys(scores.byKind)).toEqual(['count', 'caption', 'vqa', 'text']);
       expect(scores.T).toBeCloseTo(metrics.final.T, 12); // the saved adapter reproduces the tuned model
       const { getTask, encodePng, fromModelInput } = await import('@keel/mllm');
       const [sample] = await getTask('count').samples('test', 1, 0, { size: 64 });

@@ -121,6 +121,8 @@ const evaluationSchema = z.object({
   T: finite,
   U: finite,
   scores: z.record(z.string(), finite),
+  // absent in checkpoints written before per-kind scores existed: those resume without them
+  byKind: z.record(z.string(), z.record(z.string(), z.object({ accuracy: finite, count: z.number().int().nonnegative() }))).default({}),
   samples: z.array(z.object({ prompt: z.string(), answer: z.string(), prediction: z.string() })),
 });
 const stateSchema = z

@@ -30,7 +30,7 @@ const tiny: MllmConfigInput = {
 };
 const fresh = () => new MultimodalModel(rt, tiny, { seed: 5 });
 // scores are not what these tests are about: a fixed base saves one evaluation per run
-const base: Evaluation = { T: 0.25, U: 0.5, scores: { mnist: 0.25, caption: 0.5, vqa: 0.5, text: 0.5 }, samples: [] };
+const base: Evaluation = { T: 0.25, U: 0.5, scores: { mnist: 0.25, caption: 0.5, vqa: 0.5, text: 0.5 }, byKind: { mnist: { digit: { accuracy: 0.25, count: 4 } } }, samples: [] };
 const STEPS = 8;
 const run = (config: TuningConfigInput): TuneOptions => ({ config, task: 'mnist', steps: STEPS, batchSize: 2, lr: 1e-2, evalCount: 1, progressEvery: 1, base });
 // T/U and mask snapshots every 2 steps: the one at step 4 sees what the resumed step 4 restored

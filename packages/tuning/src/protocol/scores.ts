@@ -11,7 +11,7 @@
  *
  * Non-goals: task-specific metrics (CIDEr, BLEU): every keel task is scored by exact match.
  */
-import { GENERAL_TASKS, evaluateExamples, getTask, toExample, type MultimodalModel, type Tokenizer } from '@keel/mllm';
+import { GENERAL_TASKS, accuracyByKind, evaluateExamples, getTask, toExample, type KindScores, type MultimodalModel, type Tokenizer } from '@keel/mllm';
 
 export interface TargetUpstream {
   T: number;
@@ -52,6 +52,8 @@ export interface EvaluateOptions {
 export interface Evaluation extends TargetUpstream {
   /** Accuracy per task: the target and every general task. */
   scores: Record<string, number>;
+  /** The same per question type of each task (a colour question, a two-object caption …). */
+  byKind: Record<string, KindScores>;
   /** The first held-out target examples with the model's answers (the same examples for every model). */
   samples: { prompt: string; answer: string; prediction: string }[];
 }
@@ -65,13 +67,15 @@ export async function evaluateTargetUpstream(model: MultimodalModel, tok: Tokeni
   if (general.includes(options.task)) throw new Error(`evaluateTargetUpstream: the target task '${options.task}' is also in the general suite (${general.join(', ')}); T and U must not overlap`);
   const size = model.config.vision.imageSize;
   const scores: Record<string, number> = {};
+  const byKind: Record<string, KindScores> = {};
   let samples: Evaluation['samples'] = [];
   for (const name of [options.task, ...general]) {
-    const examples = (await getTask(name).samples('test', count, options.seed ?? 0, { size })).map(toExample);
-    const r = await evaluateExamples(model, tok, examples, { keepSamples: 6 });
+    const held = await getTask(name).samples('test', count, options.seed ?? 0, { size });
+    const r = await evaluateExamples(model, tok, held.map(toExample), { keepSamples: 6 });
     scores[name] = r.accuracy;
+    byKind[name] = accuracyByKind(held.map((s) => s.kind), r.correct);
     if (name === options.task) samples = r.samples;
   }
   const U = general.reduce((s, n) => s + scores[n]!, 0) / general.length;
-  return { T: scores[options.task]!, U, scores, samples };
+  return { T: scores[options.task]!, U, scores, byKind, samples };
 }
