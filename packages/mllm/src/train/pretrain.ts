@@ -20,6 +20,7 @@ import { resolveConfig, type MllmConfigInput } from '../config.js';
 import { ALL_TASKS, GENERAL_TASKS, getTask, vocabularyWords, type Sample } from '../data/tasks.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { Example } from '../model/collate.js';
+import { modelTensors } from '../model/checkpoint.js';
 import { MultimodalModel } from '../model/mllm.js';
 import { WordTokenizer } from '../tokenizer/word.js';
 import { accuracyByKind, evaluateExamples, trainOnExamples, type KindScores } from './loop.js';
@@ -262,8 +263,7 @@ async function trainAndScore(
       }
       if (onCheckpoint && o.checkpointEvery > 0 && step % o.checkpointEvery === 0 && step < o.steps) {
         const sec = trainSec();
-        const weights = new Map<string, { shape: number[]; data: Float32Array }>();
-        for (const [name, p] of model.namedParameters()) weights.set(name, { shape: [...p.shape], data: (await p.toArray()) as Float32Array });
+        const weights = await modelTensors(model);
         const state = await optimizer.stateDict();
         await onCheckpoint({ step, stream: stream.state, run, lossCurve: lossCurve.map(([s, l]) => [s, l]), trainSec: sec, recent, recentCount, weights, tokenizer: tokenizer.toJSON(), optimizer: state });
         // the time spent storing the checkpoint is not training time
