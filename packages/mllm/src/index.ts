@@ -47,7 +47,11 @@ export { ALL_TASKS, DEFAULT_IMAGE_SIZE, DOWNSTREAM_TASKS, GENERAL_TASKS, TASKS, 
 export type { Sample, SampleOptions, Task, TaskKind } from './data/tasks.js';
 export { numberWord } from './data/number-words.js';
 export { Rng, fnv1a, streamSeed } from './data/prng.js';
-export { accuracyByKind, answerLoss, trainStep, trainOnExamples, evaluateExamples, normalizeAnswer } from './train/loop.js';
+export { PARSE_CLASSES, PARSE_HEADS, parseScene, parseTargets } from './data/scene-parse.js';
+export type { ParseHead, ParseTargets } from './data/scene-parse.js';
+export { pretrainVision } from './train/vision-pretrain.js';
+export type { VisionPretrainOptions, VisionPretrainResult } from './train/vision-pretrain.js';
+export { accuracyByKind, answerLoss, decayGroups, trainStep, trainOnExamples, evaluateExamples, normalizeAnswer } from './train/loop.js';
 export type { StepHooks, EvaluationResult, KindScores } from './train/loop.js';
 export { pretrain, pretrainRunDifference, pretrainRunIdentity, scoreTasks, scoreTasksByKind, toExample } from './train/pretrain.js';
 export type { PretrainCheckpoint, PretrainOptions, PretrainProgress, PretrainResult, PretrainRunIdentity } from './train/pretrain.js';

@@ -30,6 +30,7 @@ export function modelCard(r: PretrainResult, ctx: CardContext, general: readonly
   const params = r.model.numParameters();
   const o = r.options;
   const last = r.lossCurve[r.lossCurve.length - 1];
+  const visionLast = r.visionLossCurve[r.visionLossCurve.length - 1];
   const rows = (names: readonly string[]) => names.map((n) => `| ${n} | ${pct(r.scores[n])} |`).join('\n');
   return `# keel base model (LLaVA-style, ${(params / 1e6).toFixed(2)} M parameters)
 
@@ -50,8 +51,14 @@ Batches mix ${Object.entries(o.mix).map(([k, v]) => `${k} ${v}`).join(', ')} (re
 No downstream task (MNIST digits, novel shapes, counting) is seen.
 
 ## Training
-${o.steps} steps × ${o.batchSize} examples, AdamW (peak lr ${o.lr}, ${o.warmup} warmup steps, cosine to 10 %, weight decay 0.01 on matrices, clip 1), seed ${o.seed}.
-Took ${(r.seconds / 60).toFixed(1)} min (${r.samplesPerSec.toFixed(1)} examples/s). Final training loss ${last ? last[1].toFixed(4) : 'n/a'}.
+${
+  o.visionSteps > 0
+    ? `Stage 1, the vision tower alone: ${o.visionSteps} steps × ${o.batchSize} fresh scenes (1–2 objects of the base shapes, training split) of dense scene parsing — a linear head on each patch feature names the shape, colour and size of the object under the patch, or none; the head is discarded. AdamW (peak lr ${o.lr}, cosine to 10 %, clip 1). ${(r.visionSeconds / 60).toFixed(1)} min, final loss ${visionLast ? visionLast[1].toFixed(4) : 'n/a'} (sum of the three heads' cross-entropies).
+
+Stage 2, the whole model on the general suite: `
+    : 'No vision stage: the whole model on the general suite from initialization, '
+}${o.steps} steps × ${o.batchSize} examples, AdamW (peak lr ${o.lr}, ${o.warmup} warmup steps, cosine to 10 %, weight decay 0.01 on matrices, clip 1), seed ${o.seed}.
+Took ${(r.seconds / 60).toFixed(1)} min in all (stage 2: ${r.samplesPerSec.toFixed(1)} examples/s). Final training loss ${last ? last[1].toFixed(4) : 'n/a'}.
 
 ## Held-out scores (exact match, greedy, ${o.evalCount} examples per task)
 General suite:

@@ -7,7 +7,7 @@
  * Dimension legend: B rows, T tokens, V vocabulary.
  * Non-goals: gradient accumulation, mixed precision, distributed data.
  */
-import { backward, crossEntropy, tensor, tidy, type Optimizer, type Tensor } from '@keel/autograd';
+import { backward, crossEntropy, tensor, tidy, type Optimizer, type ParamGroup, type Parameter, type Tensor } from '@keel/autograd';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { collate, type Example, type TrainingBatch } from '../model/collate.js';
 import { generate } from '../model/generate.js';
@@ -18,6 +18,20 @@ export function answerLoss(model: MultimodalModel, batch: TrainingBatch): Tensor
   const { logits } = model.forward(batch.input);
   const labels = tensor(model.rt, batch.labels, [batch.input.batch, batch.input.length], { dtype: 'i32' });
   return crossEntropy(logits, labels);
+}
+
+/**
+ * AdamW groups of the pre-training recipes: `weightDecay` on matrices, none on norms, biases, the
+ * CLS token and position embeddings.
+ */
+export function decayGroups(named: Iterable<[string, Parameter]>, weightDecay: number): ParamGroup[] {
+  const decayed: Parameter[] = [];
+  const plain: Parameter[] = [];
+  for (const [name, p] of named) (p.rank === 2 && !name.includes('position_embedding') ? decayed : plain).push(p);
+  return [
+    { params: decayed, weightDecay },
+    { params: plain, weightDecay: 0 },
+  ];
 }
 
 export interface StepHooks {

@@ -4,8 +4,9 @@
  * long run can be evaluated or tried out while it continues:
  *   config.json, model.safetensors, tokenizer.json   the weights at `step` (io/model-files.ts)
  *   optimizer.safetensors                            AdamW's slots ('slot.<name>', F32)
- *   trainer_state.json                               step, stream state, run identity, curves,
- *                                                    training seconds, the optimizer's scalars
+ *   trainer_state.json                               step, stream state, run identity, curves of
+ *                                                    both stages, training seconds, the optimizer's
+ *                                                    scalars
  * Decoding checks the format version and kind, every JSON field, that the optimizer file holds
  * exactly the slots and nothing else, and the weights as loadModel would; every error names the file.
  *
@@ -37,6 +38,8 @@ const stateSchema = z
       .object({
         seed: count,
         steps: z.number().int().positive(),
+        // checkpoints written before stage 1 existed: their runs had none
+        visionSteps: count.default(0),
         batchSize: z.number().int().positive(),
         lr: finite,
         warmup: count,
@@ -48,6 +51,8 @@ const stateSchema = z
       .strict(),
     lossCurve: z.array(z.tuple([count, finite])),
     trainSec: finite,
+    visionLossCurve: z.array(z.tuple([count, finite])).default([]),
+    visionSec: finite.default(0),
     recent: finite,
     recentCount: count,
     optimizer: z
@@ -78,6 +83,8 @@ export function encodePretrainCheckpoint(c: PretrainCheckpoint): Map<string, Uin
     run: c.run,
     lossCurve: c.lossCurve,
     trainSec: c.trainSec,
+    visionLossCurve: c.visionLossCurve,
+    visionSec: c.visionSec,
     recent: c.recent,
     recentCount: c.recentCount,
     optimizer: { kind, step, lengths, groups: groups.map((g) => ({ lr: g.lr, weightDecay: g.weightDecay })), slots: Object.keys(slots) },
@@ -148,6 +155,8 @@ export function decodePretrainCheckpoint(files: ReadonlyMap<string, Uint8Array |
     run: s.run,
     lossCurve: s.lossCurve,
     trainSec: s.trainSec,
+    visionLossCurve: s.visionLossCurve,
+    visionSec: s.visionSec,
     recent: s.recent,
     recentCount: s.recentCount,
     weights: new Map([...model.tensors].map(([name, t]) => [name, { shape: t.shape, data: t.data }])),

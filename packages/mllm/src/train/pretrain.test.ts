@@ -2,8 +2,9 @@
  * A pre-training run that fails after building its model frees that model: the caller never gets
  * it, so GPU memory held by its parameters would leak for the life of the runtime. A tiny model and
  * a learning rate that overflows the weights make the run stop at a non-finite loss within a few steps.
- * Resuming: a run continued from an encoded checkpoint equals the uninterrupted run exactly, and a
- * checkpoint of another run or a damaged one is refused with the field or file named.
+ * Resuming: a run continued from an encoded checkpoint (taken after stage 1, in stage 2) equals the
+ * uninterrupted run exactly, and a checkpoint of another run or a damaged one is refused with the
+ * field or file named.
  */
 import { Runtime } from '@keel/kernels';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,10 +19,14 @@ beforeAll(async () => {
 });
 afterAll(() => rt.destroy());
 
-it('a run stopped by a non-finite loss leaves no GPU memory behind', async () => {
+it.each([
+  ['stage 2', 0, /^pretrain: the loss became (NaN|Infinity|-Infinity) at step [2-6]/],
+  ['stage 1', 4, /^pretrainVision: the loss became (NaN|Infinity|-Infinity) at step [2-4]/],
+])('a run stopped by a non-finite loss in %s leaves no GPU memory behind', async (_, visionSteps, message) => {
   const before = rt.stats();
   const run = pretrain(rt, {
     steps: 6,
+    visionSteps,
     batchSize: 2,
     pool: 4,
     evalCount: 1,
@@ -29,7 +34,7 @@ it('a run stopped by a non-finite loss leaves no GPU memory behind', async () =>
     lr: 1e30,
     config: { vision: { patchSize: 8, width: 16, layers: 1, heads: 2, intermediate: 16 }, text: { width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 16 } },
   });
-  await expect(run).rejects.toThrow(/^pretrain: the loss became (NaN|Infinity|-Infinity) at step [2-6]/);
+  await expect(run).rejects.toThrow(message);
   // the run did hold memory (the model, AdamW's moments) at its peak
   expect(rt.stats().peakLiveBytes).toBeGreaterThan(before.liveBytes);
   expect(rt.stats().liveBytes).toBe(before.liveBytes);
@@ -52,6 +57,7 @@ describe('resuming', () => {
     pool: 8,
     evalCount: 1,
     progressEvery: 1,
+    visionSteps: 2,
     config: { vision: { patchSize: 8, width: 16, layers: 1, heads: 2, intermediate: 16 }, text: { width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 16 } },
   };
   const weightsOf = async (r: PretrainResult) => new Map([...r.model.namedParameters()].map(([n, p]) => [n, p])).entries();
@@ -69,6 +75,10 @@ describe('resuming', () => {
       expect(whole.resumedFrom).toBeNull();
       expect(resumed.lossCurve).toEqual(whole.lossCurve);
       expect(resumed.lossCurve).toHaveLength(6);
+      // stage 1 ran once, before the checkpoints; the resumed run skips it and keeps its record
+      expect(whole.visionLossCurve.map(([step]) => step)).toEqual([1, 2]);
+      expect(resumed.visionLossCurve).toEqual(whole.visionLossCurve);
+      expect(resumed.visionSeconds).toBe(whole.visionSeconds);
       const a = new Map(await weightsOf(whole));
       for (const [name, p] of await weightsOf(resumed)) expect(Array.from((await p.toArray()) as Float32Array), name).toEqual(Array.from((await a.get(name)!.toArray()) as Float32Array));
       expect(resumed.scores).toEqual(whole.scores);
@@ -99,6 +109,7 @@ describe('resuming', () => {
     await expect(pretrain(rt, { ...tiny, steps: 3, mix: { text: 1 }, resume: c! })).rejects.toThrow(/cannot resume: the checkpoint's run has mix\.text 0\.2, this run 1/);
     await expect(pretrain(rt, { ...tiny, steps: 3, config: { ...tiny.config, text: { ...tiny.config.text, width: 32 } }, resume: c! })).rejects.toThrow(/has config\.text\.width 16, this run 32/);
     await expect(pretrain(rt, { ...tiny, steps: 2, resume: c! })).rejects.toThrow(/has steps 3, this run 2/);
+    await expect(pretrain(rt, { ...tiny, steps: 3, visionSteps: 0, resume: c! })).rejects.toThrow(/has visionSteps 2, this run 0/);
     await expect(pretrain(rt, { ...tiny, checkpointEvery: 2 })).rejects.toThrow('pretrain: checkpointEvery is set but there is no onCheckpoint');
     expect(rt.stats().liveBuffers).toBe(before);
   });
@@ -123,5 +134,16 @@ describe('resuming', () => {
     const cut = files!.get('model.safetensors') as Uint8Array;
     expect(() => decodePretrainCheckpoint(new Map([...files!, ['model.safetensors', cut.subarray(0, cut.length - 8)]]), 'd')).toThrow(/d\/model\.safetensors/);
     expect(() => decodePretrainCheckpoint(withState((s) => void (s.trainSec = null)), 'd')).toThrow('d/trainer_state.json: trainSec');
+    expect(() => decodePretrainCheckpoint(withState((s) => void (s.visionLossCurve = [[1, 'x']])), 'd')).toThrow('d/trainer_state.json: visionLossCurve.0.1');
+    // a checkpoint from before stage 1 existed reads as a run without one
+    const old = decodePretrainCheckpoint(
+      withState((s) => {
+        delete (s.run as Record<string, unknown>).visionSteps;
+        delete s.visionLossCurve;
+        delete s.visionSec;
+      }),
+      'd',
+    );
+    expect([old.run.visionSteps, old.visionLossCurve, old.visionSec]).toEqual([0, [], 0]);
   });
 });

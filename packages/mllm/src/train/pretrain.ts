@@ -1,12 +1,14 @@
 /**
- * Pre-training the bundled base model on the general suite: synthetic scene captioning, scene VQA
- * and text-only general knowledge, mixed per batch. Deterministic from the seed (data, init, batch
+ * Pre-training the bundled base model in two stages. Stage 1 (vision-pretrain.ts): the vision tower
+ * alone learns dense scene parsing, what shape, colour and size is under each patch. Stage 2: the
+ * whole model learns the general suite, synthetic scene captioning, scene VQA and text-only general
+ * knowledge, mixed per batch. Deterministic from the seed (data, init, batch
  * order) on a given device. The downstream tasks (MNIST digits, novel shapes, counting) are never
  * seen, so the base is good at the general suite and bad at them — what tuning then measures.
  *
  * Recipe: AdamW (β 0.9/0.999, weight decay 0.01 on matrices only), linear warmup then cosine decay
  * to 10 % of the peak lr, global gradient-norm clipping at 1.
- * Resuming. With `checkpointEvery` the run hands `onCheckpoint` a PretrainCheckpoint every that
+ * Resuming. Checkpoints are taken in stage 2 only. With `checkpointEvery` the run hands `onCheckpoint` a PretrainCheckpoint every that
  * many steps (the weights, AdamW's state, the batch-draw stream's state, the curves and the run's
  * identity; pretrain-checkpoint.ts encodes it as files); `resume` continues from one. The data pools
  * are regenerated from the seed, so a resumed run reproduces the uninterrupted run's losses and
@@ -23,22 +25,28 @@ import type { Example } from '../model/collate.js';
 import { modelTensors } from '../model/checkpoint.js';
 import { MultimodalModel } from '../model/mllm.js';
 import { WordTokenizer } from '../tokenizer/word.js';
-import { accuracyByKind, evaluateExamples, trainOnExamples, type KindScores } from './loop.js';
+import { accuracyByKind, decayGroups, evaluateExamples, trainOnExamples, type KindScores } from './loop.js';
+import { pretrainVision } from './vision-pretrain.js';
 
 export interface PretrainProgress {
+  /** 'vision': stage 1 (step counts its steps); 'multimodal': stage 2. */
+  stage: 'vision' | 'multimodal';
   step: number;
   steps: number;
   loss: number;
-  /** Training examples per second over the run so far. */
+  /** Training examples (stage 1: scenes) per second over the stage so far. */
   samplesPerSec: number;
+  /** Seconds of the stage so far. */
   elapsedSec: number;
 }
 
 export interface PretrainOptions {
   /** Seed of data, initialization and batch order (default 0). */
   seed?: number;
-  /** Optimizer steps (default 3000). */
+  /** Optimizer steps of stage 2 (default 3000). */
   steps?: number;
+  /** Steps of stage 1, dense scene parsing by the vision tower alone (default steps/10 rounded; 0 skips it). */
+  visionSteps?: number;
   /** Examples per step (default 32). */
   batchSize?: number;
   /** Peak learning rate (default 2e-3). */
@@ -68,6 +76,7 @@ export interface PretrainOptions {
 export interface PretrainRunIdentity {
   seed: number;
   steps: number;
+  visionSteps: number;
   batchSize: number;
   lr: number;
   warmup: number;
@@ -80,14 +89,17 @@ export interface PretrainRunIdentity {
 
 /** Everything step + 1 depends on (file comment). */
 export interface PretrainCheckpoint {
-  /** Steps completed. */
+  /** Stage-2 steps completed (stage 1 is complete in every checkpoint). */
   step: number;
   /** The batch-draw stream's state after `step` steps. */
   stream: number;
   run: PretrainRunIdentity;
   lossCurve: [number, number][];
-  /** Training seconds of steps 1 … step. */
+  /** Training seconds of stage-2 steps 1 … step. */
   trainSec: number;
+  /** Stage 1's loss curve and seconds. */
+  visionLossCurve: [number, number][];
+  visionSec: number;
   /** Sum and count of the losses since the last progress report. */
   recent: number;
   recentCount: number;
@@ -112,7 +124,7 @@ export function pretrainRunDifference(saved: PretrainRunIdentity, now: PretrainR
     }
     return JSON.stringify(a) === JSON.stringify(b) ? null : { field: path, saved: a, now: b };
   };
-  for (const field of ['seed', 'steps', 'batchSize', 'lr', 'warmup', 'pool', 'progressEvery', 'mix', 'config'] as const) {
+  for (const field of ['seed', 'steps', 'visionSteps', 'batchSize', 'lr', 'warmup', 'pool', 'progressEvery', 'mix', 'config'] as const) {
     const d = walk(saved[field], now[field], field);
     if (d) return d;
   }
@@ -122,16 +134,21 @@ export function pretrainRunDifference(saved: PretrainRunIdentity, now: PretrainR
 export interface PretrainResult {
   model: MultimodalModel;
   tokenizer: WordTokenizer;
-  /** [step, loss] every progressEvery steps. */
+  /** Stage 2's [step, loss] every progressEvery steps. */
   lossCurve: [number, number][];
+  /** Stage 1's, likewise (empty when it was skipped). */
+  visionLossCurve: [number, number][];
   /** The step the run was resumed from, if it was. */
   resumedFrom: number | null;
   /** Held-out exact-match accuracy per task (general and downstream). */
   scores: Record<string, number>;
   /** The same, per question type of each task. */
   byKind: Record<string, KindScores>;
-  /** Training seconds over all segments of the run (scoring excluded). */
+  /** Training seconds of both stages over all segments of the run (scoring excluded). */
   seconds: number;
+  /** Stage 1's share of `seconds`. */
+  visionSeconds: number;
+  /** Stage 2's training examples per second. */
   samplesPerSec: number;
   options: Required<Omit<PretrainOptions, 'onProgress' | 'onCheckpoint' | 'resume' | 'config' | 'mix'>> & { mix: Record<string, number>; config: MllmConfigInput };
 }
@@ -145,6 +162,7 @@ function resolveRun(options: PretrainOptions) {
   const o = {
     seed: options.seed ?? 0,
     steps: options.steps ?? 3000,
+    visionSteps: options.visionSteps ?? Math.round((options.steps ?? 3000) / 10),
     batchSize: options.batchSize ?? 32,
     lr: options.lr ?? 2e-3,
     warmup: Math.min(options.warmup ?? 100, Math.max(0, (options.steps ?? 3000) - 1)),
@@ -158,6 +176,7 @@ function resolveRun(options: PretrainOptions) {
   for (const [k, v] of Object.entries({ steps: o.steps, batchSize: o.batchSize, pool: o.pool, evalCount: o.evalCount, progressEvery: o.progressEvery })) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`pretrain: ${k} must be a positive integer, got ${v}`);
   }
+  if (!Number.isInteger(o.visionSteps) || o.visionSteps < 0) throw new Error(`pretrain: visionSteps must be an integer ≥ 0, got ${o.visionSteps}`);
   if (!Number.isInteger(o.checkpointEvery) || o.checkpointEvery < 0) throw new Error(`pretrain: checkpointEvery must be an integer ≥ 0, got ${o.checkpointEvery}`);
   if (!(o.lr > 0)) throw new Error(`pretrain: lr must be > 0, got ${o.lr}`);
   for (const name of Object.keys(o.mix)) {
@@ -170,7 +189,7 @@ function resolveRun(options: PretrainOptions) {
     text: { ...o.config.text, vocabSize: tokenizer.vocabSize },
     imageTokenId: tokenizer.specials.image,
   });
-  const run: PretrainRunIdentity = { seed: o.seed, steps: o.steps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, pool: o.pool, progressEvery: o.progressEvery, mix: o.mix, config };
+  const run: PretrainRunIdentity = { seed: o.seed, steps: o.steps, visionSteps: o.visionSteps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, pool: o.pool, progressEvery: o.progressEvery, mix: o.mix, config };
   return { o, tokenizer, config, run };
 }
 
@@ -202,7 +221,7 @@ async function trainAndScore(
   o: PretrainResult['options'],
   run: PretrainRunIdentity,
   { onProgress, onCheckpoint, resume }: PretrainOptions,
-): Promise<Pick<PretrainResult, 'lossCurve' | 'scores' | 'byKind' | 'seconds' | 'samplesPerSec' | 'resumedFrom'>> {
+): Promise<Pick<PretrainResult, 'lossCurve' | 'visionLossCurve' | 'scores' | 'byKind' | 'seconds' | 'visionSeconds' | 'samplesPerSec' | 'resumedFrom'>> {
   const size = model.config.vision.imageSize;
 
   // data pools: generated once, sampled with replacement per step
@@ -218,15 +237,28 @@ async function trainAndScore(
     return weights.length - 1;
   };
 
-  // weight decay on matrices only (not norms, biases, embeddings of CLS/positions)
-  const named = [...model.namedParameters()];
-  const decayed = named.filter(([n, p]) => p.rank === 2 && !n.includes('position_embedding')).map(([, p]) => p);
-  const plain = named.filter(([, p]) => !decayed.includes(p)).map(([, p]) => p);
-  const optimizer = new AdamW(model.rt, [{ params: decayed, weightDecay: 0.01 }, { params: plain, weightDecay: 0 }], {
-    lr: o.lr,
-    maxNorm: 1,
-    schedule: cosineSchedule({ warmup: o.warmup, total: o.steps, minRatio: 0.1 }),
-  });
+  // stage 1, unless a stage-2 checkpoint (which holds its result) is resumed
+  let visionLossCurve: [number, number][] = [];
+  let visionSec = 0;
+  if (resume) {
+    visionLossCurve = resume.visionLossCurve.map(([s, l]) => [s, l]);
+    visionSec = resume.visionSec;
+  } else if (o.visionSteps > 0) {
+    const visionStart = performance.now();
+    const vision = await pretrainVision(model, {
+      steps: o.visionSteps,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      seed: o.seed,
+      progressEvery: o.progressEvery,
+      onProgress: (step, loss) => {
+        const elapsedSec = (performance.now() - visionStart) / 1000;
+        onProgress?.({ stage: 'vision', step, steps: o.visionSteps, loss, samplesPerSec: (step * o.batchSize) / elapsedSec, elapsedSec });
+      },
+    });
+    visionLossCurve = vision.lossCurve;
+    visionSec = vision.seconds;
+  }
 
   let lossCurve: [number, number][] = [];
   let recent = 0;
@@ -235,15 +267,21 @@ async function trainAndScore(
   const first = resume ? resume.step + 1 : 1;
   if (resume) {
     restoreWeights(model, resume.weights);
-    optimizer.loadStateDict(resume.optimizer);
     stream.restore(resume.stream);
     ({ recent, recentCount } = resume);
     lossCurve = resume.lossCurve.map(([s, l]) => [s, l]);
     priorSec = resume.trainSec;
   }
+  // created after stage 1, so nothing of stage 2 is held when stage 1 fails
+  const optimizer = new AdamW(model.rt, decayGroups(model.namedParameters(), 0.01), {
+    lr: o.lr,
+    maxNorm: 1,
+    schedule: cosineSchedule({ warmup: o.warmup, total: o.steps, minRatio: 0.1 }),
+  });
   let start = performance.now();
   const trainSec = () => priorSec + (performance.now() - start) / 1000;
   try {
+    if (resume) optimizer.loadStateDict(resume.optimizer);
     for (let step = first; step <= o.steps; step++) {
       const batch = Array.from({ length: o.batchSize }, () => {
         const pool = pools[pickTask()]!;
@@ -259,13 +297,13 @@ async function trainAndScore(
         lossCurve.push([step, mean]);
         recent = 0;
         recentCount = 0;
-        onProgress?.({ step, steps: o.steps, loss: mean, samplesPerSec: (step * o.batchSize) / elapsedSec, elapsedSec });
+        onProgress?.({ stage: 'multimodal', step, steps: o.steps, loss: mean, samplesPerSec: (step * o.batchSize) / elapsedSec, elapsedSec });
       }
       if (onCheckpoint && o.checkpointEvery > 0 && step % o.checkpointEvery === 0 && step < o.steps) {
         const sec = trainSec();
         const weights = await modelTensors(model);
         const state = await optimizer.stateDict();
-        await onCheckpoint({ step, stream: stream.state, run, lossCurve: lossCurve.map(([s, l]) => [s, l]), trainSec: sec, recent, recentCount, weights, tokenizer: tokenizer.toJSON(), optimizer: state });
+        await onCheckpoint({ step, stream: stream.state, run, lossCurve: lossCurve.map(([s, l]) => [s, l]), trainSec: sec, visionLossCurve, visionSec, recent, recentCount, weights, tokenizer: tokenizer.toJSON(), optimizer: state });
         // the time spent storing the checkpoint is not training time
         priorSec = sec;
         start = performance.now();
@@ -276,7 +314,16 @@ async function trainAndScore(
   }
   const seconds = trainSec();
   const { scores, byKind } = await scoreTasksByKind(model, tokenizer, o.evalCount, o.seed);
-  return { lossCurve, scores, byKind, seconds, samplesPerSec: (o.steps * o.batchSize) / seconds, resumedFrom: resume ? resume.step : null };
+  return {
+    lossCurve,
+    visionLossCurve,
+    scores,
+    byKind,
+    seconds: visionSec + seconds,
+    visionSeconds: visionSec,
+    samplesPerSec: (o.steps * o.batchSize) / seconds,
+    resumedFrom: resume ? resume.step : null,
+  };
 }
 
 /** Writes a checkpoint's weights into the freshly built model; names and shapes must match exactly. */

@@ -1,8 +1,8 @@
 /**
  * `keel pretrain --config` with sizes no model has (issue 8): the config file is rejected with exit
  * code 2, naming the file, the field and the limit, before a runtime is created or a model built.
- * `--checkpoint-every` / `--resume`: a resumed run ends bit for bit where the uninterrupted one
- * does, and each way a resume cannot work exits 2 saying why.
+ * `--checkpoint-every` / `--resume`: a resumed run (stage 1 included before the checkpoint) ends bit
+ * for bit where the uninterrupted one does, and each way a resume cannot work exits 2 saying why.
  */
 import { getRuntime } from '@keel/kernels';
 import { archConfig, encodePretrainCheckpoint, pretrain } from '@keel/mllm';
@@ -39,7 +39,7 @@ it.each([
 
 describe('--checkpoint-every and --resume', () => {
   const tiny = { vision: { patchSize: 8, width: 16, layers: 1, heads: 2, intermediate: 16 }, text: { width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 16 } };
-  const flags = (out: string, file: string) => ['pretrain', '--config', file, '--steps', '4', '--batch', '2', '--eval', '1', '--pool', '8', '--out', out];
+  const flags = (out: string, file: string) => ['pretrain', '--config', file, '--steps', '4', '--vision-steps', '2', '--batch', '2', '--eval', '1', '--pool', '8', '--out', out];
   const quiet = () => {
     const err: string[] = [];
     vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
@@ -66,7 +66,7 @@ describe('--checkpoint-every and --resume', () => {
     expect(err.join('\n')).toMatch(/--resume: no checkpoint to resume in \S*cut\/checkpoints/);
     const rt = await getRuntime();
     const stopped = await pretrain(rt, {
-      steps: 4, batchSize: 2, lr: 2e-3, seed: 0, evalCount: 1, pool: 8, config: archConfig('mlp', tiny), checkpointEvery: 2,
+      steps: 4, visionSteps: 2, batchSize: 2, lr: 2e-3, seed: 0, evalCount: 1, pool: 8, config: archConfig('mlp', tiny), checkpointEvery: 2,
       onCheckpoint: async (c) => {
         if (c.step === 2) await writeCheckpointFiles(join(cut, 'checkpoints'), c.step, encodePretrainCheckpoint(c));
       },
@@ -74,10 +74,17 @@ describe('--checkpoint-every and --resume', () => {
     stopped.model.dispose();
     expect(await main([...flags(cut, file), '--lr', '0.001', '--resume'])).toBe(2);
     expect(err.join('\n')).toMatch(/--resume: --lr is 0\.001 but the checkpoint's run \(\S*checkpoint-2\) used 0\.002/);
+    expect(await main([...flags(cut, file), '--vision-steps', '1', '--resume'])).toBe(2);
+    expect(err.join('\n')).toMatch(/--resume: --vision-steps is 1 but the checkpoint's run \(\S*checkpoint-2\) used 2/);
     expect(await main([...flags(cut, file), '--resume'])).toBe(0);
     expect(err.join('')).toMatch(/resuming from \S*checkpoint-2 \(step 2 of 4\)/);
     const metrics = JSON.parse(await readFile(join(cut, 'metrics.json'), 'utf8'));
     expect(metrics.resumedFrom).toBe(2);
+    // stage 1 ran before the checkpoint; the resumed run carries its record on
+    expect(metrics.visionSteps).toBe(2);
+    expect(metrics.visionLossCurve).toEqual(JSON.parse(await readFile(join(whole, 'metrics.json'), 'utf8')).visionLossCurve);
+    expect(metrics.visionLossCurve.map(([step]: [number, number]) => step)).toEqual([2]);
+    expect(await readFile(join(cut, 'README.md'), 'utf8')).toMatch(/Stage 1, the vision tower alone: 2 steps × 2 fresh scenes/);
     expect(Buffer.compare(await readFile(join(cut, 'model.safetensors')), await readFile(join(whole, 'model.safetensors')))).toBe(0);
     expect(await exists(join(cut, 'checkpoints'))).toBe(false);
   });

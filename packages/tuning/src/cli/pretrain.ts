@@ -8,7 +8,10 @@
  * `projector.type` other than --arch's is an error asking for --arch instead, since the preset's
  * connector sizes would not fit the other family. The recorded command line names --arch.
  *
- * Checkpoints: every --checkpoint-every steps (default steps/10, at most 500 apart; 0 turns them
+ * Two stages (@keel/mllm pretrain.ts): --vision-steps of dense scene parsing by the vision tower
+ * alone, then --steps of the whole model on the general suite; progress lines name stage 1.
+ *
+ * Checkpoints (stage 2): every --checkpoint-every steps (default steps/10, at most 500 apart; 0 turns them
  * off) the run's state goes to <out>/checkpoints (checkpoint.node.ts: atomic, newest kept). Each is
  * also a model directory, so `keel eval --model <out>/checkpoints/checkpoint-N` scores a run that is
  * still going. `--resume` continues from <out>/checkpoints/latest and reproduces the uninterrupted
@@ -49,6 +52,7 @@ interface PretrainFlags {
   arch: ArchName;
   out: string;
   steps: number;
+  visionSteps?: number;
   batch: number;
   lr: number;
   seed: number;
@@ -65,6 +69,7 @@ interface PretrainFlags {
 const IDENTITY_FLAGS: Record<keyof PretrainRunIdentity, string> = {
   seed: '--seed',
   steps: '--steps',
+  visionSteps: '--vision-steps',
   batchSize: '--batch',
   lr: '--lr',
   warmup: '--steps',
@@ -147,7 +152,7 @@ async function readConfigOverrides(path: string, arch: ArchName): Promise<{ over
 
 function formatProgress(p: PretrainProgress): string {
   const eta = p.step > 0 ? (p.elapsedSec / p.step) * (p.steps - p.step) : 0;
-  return `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${p.samplesPerSec.toFixed(1)} samples/s  elapsed ${(p.elapsedSec / 60).toFixed(1)} min  eta ${(eta / 60).toFixed(1)} min`;
+  return `${p.stage === 'vision' ? 'stage 1 (vision) ' : ''}step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  ${p.samplesPerSec.toFixed(1)} samples/s  elapsed ${(p.elapsedSec / 60).toFixed(1)} min  eta ${(eta / 60).toFixed(1)} min`;
 }
 
 export function registerPretrain(program: Command): void {
@@ -156,7 +161,8 @@ export function registerPretrain(program: Command): void {
     .description('pre-train the base model on the general suite (captioning, VQA, text) and save it')
     .option('--arch <name>', `architecture preset: ${ARCH_NAMES.map((a) => `${a} (${ARCHITECTURES[a].description})`).join('; ')}`, parseArch, 'mlp' as ArchName)
     .option('--out <dir>', 'output directory', 'keel-base')
-    .option('--steps <n>', 'optimizer steps', (v) => positiveInt(v), 3000)
+    .option('--steps <n>', 'optimizer steps of stage 2 (the whole model on the general suite)', (v) => positiveInt(v), 3000)
+    .option('--vision-steps <n>', 'steps of stage 1, dense scene parsing by the vision tower alone (default steps/10; 0 skips it)', (v) => positiveInt(v, true))
     .option('--batch <n>', 'examples per step', (v) => positiveInt(v), 32)
     .option('--lr <x>', 'peak learning rate', positiveNumber, 2e-3)
     .option('--seed <n>', 'seed of data, init and batch order', (v) => positiveInt(v, true), 0)
@@ -170,15 +176,17 @@ export function registerPretrain(program: Command): void {
     .action(async (f: PretrainFlags) => {
       const { overrides, config } = f.config ? await readConfigOverrides(f.config, f.arch) : { overrides: undefined, config: archConfig(f.arch) };
       const checkpointDir = join(f.out, 'checkpoints');
+      const visionSteps = f.visionSteps ?? Math.round(f.steps / 10);
       const checkpointEvery = f.checkpointEvery ?? Math.min(500, Math.max(1, Math.floor(f.steps / 10)));
       const resume = f.resume ? await checkpointToResume(f.out, checkpointDir) : null;
       const rt = await getRuntime();
       const log = (s: string) => process.stderr.write(`${s}\n`);
       if (resume) log(`resuming from ${resume.path} (step ${resume.checkpoint.step} of ${resume.checkpoint.run.steps})`);
-      const command = `keel pretrain --arch ${f.arch} --steps ${f.steps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.pool ? ` --pool ${f.pool}` : ''}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${overrides ? ` --config ${JSON.stringify(overrides)}` : ''}`;
+      const command = `keel pretrain --arch ${f.arch} --steps ${f.steps} --vision-steps ${visionSteps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.pool ? ` --pool ${f.pool}` : ''}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${overrides ? ` --config ${JSON.stringify(overrides)}` : ''}`;
       try {
         const options: PretrainOptions = {
           steps: f.steps,
+          visionSteps,
           batchSize: f.batch,
           lr: f.lr,
           seed: f.seed,
@@ -207,12 +215,15 @@ export function registerPretrain(program: Command): void {
           arch: f.arch,
           command,
           steps: f.steps,
+          visionSteps,
           batchSize: f.batch,
           seconds: r.seconds,
+          visionSeconds: r.visionSeconds,
           samplesPerSec: r.samplesPerSec,
           parameters: r.model.numParameters(),
           scores: r.scores,
           lossCurve: r.lossCurve,
+          visionLossCurve: r.visionLossCurve,
           resumedFrom: r.resumedFrom,
         };
         const card = modelCard(r, { command, device: `${rt.info.adapter.description || rt.info.adapter.architecture} (${rt.info.adapter.vendor})`, date: new Date().toISOString().slice(0, 10) }, GENERAL_TASKS, DOWNSTREAM_TASKS);
