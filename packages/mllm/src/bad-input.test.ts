@@ -97,6 +97,7 @@ describe('non-finite loss', () => {
     // lr 1e30 drives the weights to ~1e30 after one update, so the next forward overflows f32
     const run = pretrain(rt, {
       steps: 6,
+      visionSteps: 0, // stage 1 has its own check (train/pretrain.test.ts)
       batchSize: 2,
       pool: 4,
       evalCount: 1,
@@ -105,5 +106,8 @@ describe('non-finite loss', () => {
       config: { vision: { patchSize: 8, width: 16, layers: 1, heads: 2, intermediate: 16 }, text: { width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 16 } },
     });
     await expect(run).rejects.toThrow(/^pretrain: the loss became (NaN|Infinity|-Infinity) at step [2-6]; lower lr \(1e\+30\) or check the data$/);
+  });
+  it('a negative or fractional visionSteps is refused before anything is built', async () => {
+    for (const visionSteps of [-1, 1.5]) await expect(pretrain(rt, { steps: 2, visionSteps })).rejects.toThrow(`pretrain: visionSteps must be an integer ≥ 0, got ${visionSteps}`);
   });
 });
