@@ -54,7 +54,7 @@ export type { VisionPretrainOptions, VisionPretrainResult } from './train/vision
 export { accuracyByKind, answerLoss, decayGroups, trainStep, trainOnExamples, evaluateExamples, normalizeAnswer } from './train/loop.js';
 export type { StepHooks, EvaluationResult, KindScores } from './train/loop.js';
 export { pretrain, pretrainRunDifference, pretrainRunIdentity, scoreTasks, scoreTasksByKind, toExample } from './train/pretrain.js';
-export type { PretrainCheckpoint, PretrainOptions, PretrainProgress, PretrainResult, PretrainRunIdentity } from './train/pretrain.js';
+export type { PretrainCheckpoint, PretrainInit, PretrainOptions, PretrainProgress, PretrainResult, PretrainRunIdentity } from './train/pretrain.js';
 export { decodePretrainCheckpoint, encodePretrainCheckpoint, PRETRAIN_CHECKPOINT_FILES, PRETRAIN_CHECKPOINT_FORMAT, PRETRAIN_OPTIMIZER_FILE, PRETRAIN_STATE_FILE } from './train/pretrain-checkpoint.js';
 export { modelCard } from './train/card.js';
 export type { CardContext } from './train/card.js';

@@ -21,6 +21,8 @@ export interface CardContext {
   /** Device description (adapter, backend). */
   device: string;
   date: string;
+  /** Continued pre-training: the model directory the run started from and, when recorded, its own command and seconds. */
+  init?: { from: string; command?: string; seconds?: number };
 }
 
 const pct = (x: number | undefined): string => (x === undefined ? 'n/a' : `${(100 * x).toFixed(1)} %`);
@@ -32,10 +34,16 @@ export function modelCard(r: PretrainResult, ctx: CardContext, general: readonly
   const last = r.lossCurve[r.lossCurve.length - 1];
   const visionLast = r.visionLossCurve[r.visionLossCurve.length - 1];
   const rows = (names: readonly string[]) => names.map((n) => `| ${n} | ${pct(r.scores[n])} |`).join('\n');
+  const kinds = Object.entries(o.kindWeights);
+  const init = ctx.init;
+  const initText = init
+    ? `Continued pre-training: the run starts from the weights of \`${init.from}\`${init.command ? `, which were pre-trained by \`${init.command}\`${init.seconds !== undefined ? ` (${(init.seconds / 60).toFixed(1)} min)` : ''}` : ' (its recipe is not recorded)'}.\n\n`
+    : '';
+  const stage2 = init ? 'Continued training, the whole model on the general suite' : 'Stage 2, the whole model on the general suite';
   return `# keel base model (LLaVA-style, ${(params / 1e6).toFixed(2)} M parameters)
 
 Pre-trained by \`${ctx.command}\` on ${ctx.date}, on ${ctx.device}.
-Deterministic from the seed: the same command on the same device reproduces these weights.
+Deterministic from the seed: the same command${init ? ' (after the one that made its --init weights)' : ''} on the same device reproduces these weights.
 
 ## Architecture
 - Vision: CLIP-style ViT, ${c.vision.imageSize}×${c.vision.imageSize} RGB input, ${c.vision.patchSize}×${c.vision.patchSize} patches, width ${c.vision.width}, ${c.vision.layers} blocks, ${c.vision.heads} heads, MLP ${c.vision.intermediate}.
@@ -44,21 +52,23 @@ Deterministic from the seed: the same command on the same device reproduces thes
 - Files: \`config.json\` (HF LLaVA format), \`model.safetensors\` (f32, HF llava-1.5 parameter names), \`tokenizer.json\` (HF WordLevel).
 
 ## Data (general suite only)
-Batches mix ${Object.entries(o.mix).map(([k, v]) => `${k} ${v}`).join(', ')} (relative weights), drawn from ${o.pool} generated training examples per image task:
+Batches mix ${Object.entries(o.mix).map(([k, v]) => `${k} ${v}`).join(', ')} (relative weights), drawn from ${o.pool} generated training examples per image task${kinds.length ? `; within a task, ${kinds.map(([k, w]) => `${k} questions are drawn ${w}×`).join(', ')} as often as the other types` : ''}:
 - caption — synthetic scenes of 1–2 shapes (square, circle, triangle; 6 colours; small/large; left/right/top/bottom), full-sentence captions;
 - vqa — questions about colour, shape, size, presence and position in such scenes, one-word answers;
 - text — text-only general knowledge (arithmetic, opposites, sequences, facts).
 No downstream task (MNIST digits, novel shapes, counting) is seen.
 
 ## Training
-${
+${initText}${
   o.visionSteps > 0
     ? `Stage 1, the vision tower alone: ${o.visionSteps} steps × ${o.batchSize} fresh scenes (1–2 objects of the base shapes, training split) of dense scene parsing — a linear head on each patch feature names the shape, colour and size of the object under the patch, or none; the head is discarded. AdamW (peak lr ${o.lr}, cosine to 10 %, clip 1). ${(r.visionSeconds / 60).toFixed(1)} min, final loss ${visionLast ? visionLast[1].toFixed(4) : 'n/a'} (sum of the three heads' cross-entropies).
 
-Stage 2, the whole model on the general suite: `
-    : 'No vision stage: the whole model on the general suite from initialization, '
+${stage2}: `
+    : init
+      ? `${stage2}: `
+      : 'No vision stage: the whole model on the general suite from initialization, '
 }${o.steps} steps × ${o.batchSize} examples, AdamW (peak lr ${o.lr}, ${o.warmup} warmup steps, cosine to 10 %, weight decay 0.01 on matrices, clip 1), seed ${o.seed}.
-Took ${(r.seconds / 60).toFixed(1)} min in all (stage 2: ${r.samplesPerSec.toFixed(1)} examples/s). Final training loss ${last ? last[1].toFixed(4) : 'n/a'}.
+Took ${(r.seconds / 60).toFixed(1)} min in all (${init ? 'this run' : 'stage 2'}: ${r.samplesPerSec.toFixed(1)} examples/s${init?.seconds !== undefined ? `; ${((init.seconds + r.seconds) / 60).toFixed(1)} min with the run that made the init weights` : ''}). Final training loss ${last ? last[1].toFixed(4) : 'n/a'}.
 
 ## Held-out scores (exact match, greedy, ${o.evalCount} examples per task)
 General suite:

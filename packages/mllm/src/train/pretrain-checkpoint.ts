@@ -47,6 +47,9 @@ const stateSchema = z
         progressEvery: z.number().int().positive(),
         mix: z.record(z.string(), finite),
         config: z.record(z.string(), z.unknown()),
+        // checkpoints written before continued pre-training and question-type weights existed
+        kindWeights: z.record(z.string(), finite).default({}),
+        init: z.string().nullable().default(null),
       })
       .strict(),
     lossCurve: z.array(z.tuple([count, finite])),

@@ -14,6 +14,11 @@
  * are regenerated from the seed, so a resumed run reproduces the uninterrupted run's losses and
  * weights bit for bit on the same device; a checkpoint of another run (any identity field differs)
  * is refused with the field named.
+ * Continued pre-training. `init` starts stage 2 from existing weights (a model directory the caller
+ * read) instead of a fresh initialization; the run's identity holds the weights' digest, so a
+ * checkpoint resumes only a continuation of the same weights. `kindWeights` ('vqa.exist': 3) draws
+ * the examples of a question type that many times as often within its task's pool, without
+ * changing the task mix; the default (every weight 1) draws exactly as a run without it.
  * Non-goals: curriculum learning, data augmentation.
  */
 import type { Runtime } from '@keel/kernels';
@@ -70,6 +75,21 @@ export interface PretrainOptions {
   onCheckpoint?: (c: PretrainCheckpoint) => Promise<void>;
   /** Continues the run a checkpoint was taken from, at its step + 1. */
   resume?: PretrainCheckpoint;
+  /**
+   * Relative weight of a question type within its task's pool, keyed `task.kind` (e.g.
+   * { 'vqa.exist': 3 }); unnamed types weigh 1. A key that names no type of the mixed tasks is an error.
+   */
+  kindWeights?: Record<string, number>;
+  /** Continued pre-training: stage 2 starts from these weights (file comment). */
+  init?: PretrainInit;
+}
+
+/** The weights a continued pre-training run starts from. */
+export interface PretrainInit {
+  /** Every parameter of the config's model, by HF name (what loadModelFiles reads). */
+  weights: ReadonlyMap<string, { shape: number[]; data: Float32Array }>;
+  /** A digest of the weights (e.g. the safetensors file's SHA-256): the run's identity holds it. */
+  digest: string;
 }
 
 /** The options that make a pre-training run what it is; a checkpoint resumes only a run with all of them equal. */
@@ -85,6 +105,10 @@ export interface PretrainRunIdentity {
   mix: Record<string, number>;
   /** The model config as resolved (every default filled in). */
   config: unknown;
+  /** Question-type weights (empty: every type weighs 1). */
+  kindWeights: Record<string, number>;
+  /** The digest of the initial weights of a continued run; null for a fresh initialization. */
+  init: string | null;
 }
 
 /** Everything step + 1 depends on (file comment). */
@@ -124,7 +148,7 @@ export function pretrainRunDifference(saved: PretrainRunIdentity, now: PretrainR
     }
     return JSON.stringify(a) === JSON.stringify(b) ? null : { field: path, saved: a, now: b };
   };
-  for (const field of ['seed', 'steps', 'visionSteps', 'batchSize', 'lr', 'warmup', 'pool', 'progressEvery', 'mix', 'config'] as const) {
+  for (const field of ['seed', 'steps', 'visionSteps', 'batchSize', 'lr', 'warmup', 'pool', 'progressEvery', 'mix', 'config', 'kindWeights', 'init'] as const) {
     const d = walk(saved[field], now[field], field);
     if (d) return d;
   }
@@ -150,7 +174,7 @@ export interface PretrainResult {
   visionSeconds: number;
   /** Stage 2's training examples per second. */
   samplesPerSec: number;
-  options: Required<Omit<PretrainOptions, 'onProgress' | 'onCheckpoint' | 'resume' | 'config' | 'mix'>> & { mix: Record<string, number>; config: MllmConfigInput };
+  options: Required<Omit<PretrainOptions, 'onProgress' | 'onCheckpoint' | 'resume' | 'config' | 'mix' | 'init'>> & { mix: Record<string, number>; config: MllmConfigInput; init: string | null };
 }
 
 const DEFAULT_MIX: Record<string, number> = { caption: 0.35, vqa: 0.45, text: 0.2 };
@@ -172,6 +196,8 @@ function resolveRun(options: PretrainOptions) {
     checkpointEvery: options.checkpointEvery ?? 0,
     mix: { ...DEFAULT_MIX, ...options.mix } as Record<string, number>,
     config: options.config ?? {},
+    kindWeights: { ...options.kindWeights },
+    init: options.init?.digest ?? null,
   };
   for (const [k, v] of Object.entries({ steps: o.steps, batchSize: o.batchSize, pool: o.pool, evalCount: o.evalCount, progressEvery: o.progressEvery })) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`pretrain: ${k} must be a positive integer, got ${v}`);
@@ -183,13 +209,19 @@ function resolveRun(options: PretrainOptions) {
     if (!GENERAL_TASKS.includes(name)) throw new Error(`pretrain: mix names '${name}', not a general task (general: ${GENERAL_TASKS.join(', ')})`);
     if (!(o.mix[name]! >= 0)) throw new Error(`pretrain: mix weight of '${name}' must be ≥ 0, got ${o.mix[name]}`);
   }
+  for (const [key, w] of Object.entries(o.kindWeights)) {
+    const task = key.split('.')[0]!;
+    if (!/^[a-z]+\.[a-z-]+$/.test(key)) throw new Error(`pretrain: kindWeights key '${key}' is not task.kind (e.g. vqa.exist)`);
+    if (!GENERAL_TASKS.includes(task)) throw new Error(`pretrain: kindWeights key '${key}' names '${task}', not a general task (general: ${GENERAL_TASKS.join(', ')})`);
+    if (!(Number.isFinite(w) && w > 0)) throw new Error(`pretrain: kindWeights weight of '${key}' must be > 0, got ${w}`);
+  }
   const tokenizer = WordTokenizer.fromWords(vocabularyWords());
   const config = resolveConfig({
     ...o.config,
     text: { ...o.config.text, vocabSize: tokenizer.vocabSize },
     imageTokenId: tokenizer.specials.image,
   });
-  const run: PretrainRunIdentity = { seed: o.seed, steps: o.steps, visionSteps: o.visionSteps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, pool: o.pool, progressEvery: o.progressEvery, mix: o.mix, config };
+  const run: PretrainRunIdentity = { seed: o.seed, steps: o.steps, visionSteps: o.visionSteps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, pool: o.pool, progressEvery: o.progressEvery, mix: o.mix, config, kindWeights: o.kindWeights, init: o.init };
   return { o, tokenizer, config, run };
 }
 
@@ -206,6 +238,7 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
   }
   const model = new MultimodalModel(rt, config, { seed: o.seed });
   try {
+    if (options.init) restoreWeights(model, options.init.weights, 'start from the init weights');
     return { model, tokenizer, ...(await trainAndScore(model, tokenizer, o, run, options)), options: o };
   } catch (e) {
     // the caller never sees the model of a failed run (a non-finite loss, a device error): free it here
@@ -226,7 +259,14 @@ async function trainAndScore(
 
   // data pools: generated once, sampled with replacement per step
   const tasks = Object.keys(o.mix).filter((t) => o.mix[t]! > 0);
-  const pools = await Promise.all(tasks.map(async (t) => (await getTask(t).samples('train', o.pool, o.seed, { size })).map(toExample)));
+  const samples = await Promise.all(tasks.map((t) => getTask(t).samples('train', o.pool, o.seed, { size })));
+  const pools = samples.map((s) => s.map(toExample));
+  const drawIndex = samples.map((s, i) => kindDraw(s, tasks[i]!, o.kindWeights));
+  const unknown = Object.keys(o.kindWeights).filter((key) => !samples.some((s, i) => s.some((x) => `${tasks[i]}.${x.kind}` === key)));
+  if (unknown.length) {
+    const known = [...new Set(samples.flatMap((s, i) => s.map((x) => `${tasks[i]}.${x.kind}`)))].sort();
+    throw new Error(`pretrain: kindWeights names ${unknown.map((k) => `'${k}'`).join(', ')}, no question type of the mixed tasks (known: ${known.join(', ')})`);
+  }
   const weights = tasks.map((t) => o.mix[t]!);
   const total = weights.reduce((a, b) => a + b, 0);
   const stream = new SeededStream((o.seed ^ 0x5bd1e995) >>> 0);
@@ -284,8 +324,8 @@ async function trainAndScore(
     if (resume) optimizer.loadStateDict(resume.optimizer);
     for (let step = first; step <= o.steps; step++) {
       const batch = Array.from({ length: o.batchSize }, () => {
-        const pool = pools[pickTask()]!;
-        return pool[Math.floor(rand() * pool.length)]!;
+        const t = pickTask();
+        return pools[t]![drawIndex[t]!(rand())]!;
       });
       const loss = await trainOnExamples(model, tokenizer, optimizer, batch);
       if (!Number.isFinite(loss)) throw new Error(`pretrain: the loss became ${loss} at step ${step}; lower lr (${o.lr}) or check the data`);
@@ -326,15 +366,39 @@ async function trainAndScore(
   };
 }
 
-/** Writes a checkpoint's weights into the freshly built model; names and shapes must match exactly. */
-function restoreWeights(model: MultimodalModel, weights: PretrainCheckpoint['weights']): void {
+/**
+ * The pool index for a uniform draw u ∈ [0, 1): plain `floor(u·n)` when no question type of the
+ * task is weighted (so such runs draw exactly as before kind weights existed), else the index whose
+ * cumulative weight first exceeds u·total.
+ */
+export function kindDraw(samples: readonly Sample[], task: string, kindWeights: Record<string, number>): (u: number) => number {
+  const n = samples.length;
+  if (!Object.keys(kindWeights).some((k) => k.startsWith(`${task}.`))) return (u) => Math.floor(u * n);
+  const cumulative = new Float64Array(n);
+  let sum = 0;
+  for (let i = 0; i < n; i++) cumulative[i] = sum += kindWeights[`${task}.${samples[i]!.kind}`] ?? 1;
+  return (u) => {
+    const r = u * sum;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cumulative[mid]! > r) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  };
+}
+
+/** Writes a checkpoint's (or the init's) weights into the freshly built model; names and shapes must match exactly. */
+function restoreWeights(model: MultimodalModel, weights: PretrainInit['weights'], what = 'resume'): void {
   const params = new Map(model.namedParameters());
   const extra = [...weights.keys()].filter((n) => !params.has(n));
-  if (extra.length) throw new Error(`pretrain: cannot resume: the checkpoint has weights the model lacks (${extra.slice(0, 4).join(', ')}${extra.length > 4 ? ', …' : ''})`);
+  if (extra.length) throw new Error(`pretrain: cannot ${what}: the weights have tensors the model lacks (${extra.slice(0, 4).join(', ')}${extra.length > 4 ? ', …' : ''})`);
   for (const [name, p] of params) {
     const w = weights.get(name);
-    if (!w) throw new Error(`pretrain: cannot resume: the checkpoint lacks the weight ${name}`);
-    if (w.shape.join() !== p.shape.join() || w.data.length !== p.size) throw new Error(`pretrain: cannot resume: weight ${name} has shape [${w.shape}], the model [${p.shape}]`);
+    if (!w) throw new Error(`pretrain: cannot ${what}: the weights lack ${name}`);
+    if (w.shape.join() !== p.shape.join() || w.data.length !== p.size) throw new Error(`pretrain: cannot ${what}: weight ${name} has shape [${w.shape}], the model [${p.shape}]`);
   }
   for (const [name, p] of params) p.rt.write(p.buffer, weights.get(name)!.data);
 }

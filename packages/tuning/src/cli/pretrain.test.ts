@@ -3,6 +3,9 @@
  * code 2, naming the file, the field and the limit, before a runtime is created or a model built.
  * `--checkpoint-every` / `--resume`: a resumed run (stage 1 included before the checkpoint) ends bit
  * for bit where the uninterrupted one does, and each way a resume cannot work exits 2 saying why.
+ * `--init` / `--kinds` (continued pre-training): the run starts from the directory's weights with its
+ * config and architecture, the card and metrics.json keep the init's own command, and every way the
+ * flags cannot work exits 2 naming the flag.
  */
 import { getRuntime } from '@keel/kernels';
 import { archConfig, encodePretrainCheckpoint, pretrain } from '@keel/mllm';
@@ -87,5 +90,59 @@ describe('--checkpoint-every and --resume', () => {
     expect(await readFile(join(cut, 'README.md'), 'utf8')).toMatch(/Stage 1, the vision tower alone: 2 steps × 2 fresh scenes/);
     expect(Buffer.compare(await readFile(join(cut, 'model.safetensors')), await readFile(join(whole, 'model.safetensors')))).toBe(0);
     expect(await exists(join(cut, 'checkpoints'))).toBe(false);
+  });
+});
+
+describe('--init and --kinds', () => {
+  const tiny = { vision: { patchSize: 8, width: 16, layers: 1, heads: 2, intermediate: 16 }, text: { width: 16, layers: 1, heads: 2, kvHeads: 1, intermediate: 16 } };
+  const small = ['--steps', '2', '--batch', '2', '--eval', '1', '--pool', '10'];
+
+  it('continues from a model directory, keeps its recipe on record, and refuses what cannot work', async () => {
+    const err: string[] = [];
+    vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+    vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
+    const file = join(dir, 'tiny-init.json');
+    await writeFile(file, JSON.stringify(tiny));
+    const first = join(dir, 'first');
+    expect(await main(['pretrain', '--arch', 'resampler', '--config', file, ...small, '--vision-steps', '1', '--out', first])).toBe(0);
+    const made = JSON.parse(await readFile(join(first, 'metrics.json'), 'utf8'));
+
+    const next = join(dir, 'next');
+    expect(await main(['pretrain', '--init', first, ...small, '--kinds', 'vqa.exist=3', '--out', next])).toBe(0);
+    const metrics = JSON.parse(await readFile(join(next, 'metrics.json'), 'utf8'));
+    // the architecture and config come from the directory; stage 1 is skipped
+    expect(metrics.arch).toBe('resampler');
+    expect(metrics.visionSteps).toBe(0);
+    expect(metrics.command).toMatch(/^keel pretrain --arch resampler --steps 2 --vision-steps 0 .* --kinds vqa\.exist=3 --init \S*first$/);
+    expect(metrics.kindWeights).toEqual({ 'vqa.exist': 3 });
+    expect(metrics.init).toMatchObject({ from: first, command: made.command, seconds: made.seconds });
+    expect(metrics.init.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(JSON.parse(await readFile(join(next, 'config.json'), 'utf8'))).toEqual(JSON.parse(await readFile(join(first, 'config.json'), 'utf8')));
+    const card = await readFile(join(next, 'README.md'), 'utf8');
+    expect(card).toContain(`the run starts from the weights of \`${first}\`, which were pre-trained by \`${made.command}\``);
+    expect(card).toContain('vqa.exist questions are drawn 3× as often as the other types');
+    expect(card).toMatch(/Continued training, the whole model on the general suite: 2 steps × 2 examples/);
+
+    const refuse = async (args: string[], message: RegExp) => {
+      err.length = 0;
+      expect(await main(['pretrain', ...small, '--out', join(dir, 'never'), ...args])).toBe(2);
+      expect(err.join('\n')).toMatch(message);
+    };
+    await refuse(['--init', first, '--config', file], /--config cannot be combined with --init: the model's config comes from \S*first/);
+    await refuse(['--init', first, '--arch', 'mlp'], /--arch mlp disagrees with --init \S*first, a resampler model; drop --arch/);
+    await refuse(['--init', join(dir, 'nowhere')], /--init: \S*nowhere: model directory does not exist/);
+    await refuse(['--kinds', 'exist=3'], /expected task\.kind=weight pairs .* got 'exist=3'/);
+    await refuse(['--kinds', 'mnist.digit=3'], /'mnist' is not a general task/);
+    await refuse(['--kinds', 'vqa.exist=0'], /weights > 0/);
+    // a tokenizer other than the general suite's vocabulary cannot be trained on it
+    const alien = join(dir, 'alien');
+    expect(await main(['pretrain', '--init', first, ...small, '--steps', '1', '--out', alien])).toBe(0);
+    const tok = JSON.parse(await readFile(join(alien, 'tokenizer.json'), 'utf8'));
+    const vocab = tok.model.vocab as Record<string, number>;
+    const word = Object.keys(vocab).find((w) => /^[a-z]+$/.test(w))!;
+    vocab[`${word}x`] = vocab[word]!;
+    delete vocab[word];
+    await writeFile(join(alien, 'tokenizer.json'), JSON.stringify(tok));
+    await refuse(['--init', alien], /--init \S*alien: its tokenizer\.json is not the general suite's word vocabulary/);
   });
 });

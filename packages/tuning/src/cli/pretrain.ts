@@ -18,12 +18,25 @@
  * run; it exits 2 when there is no checkpoint, when the run finished already (<out>/metrics.json
  * exists), or when a flag that defines the run differs from the checkpoint's (naming the flag).
  * A finished run removes its checkpoints.
+ *
+ * Continued pre-training: `--init DIR` starts stage 2 from a model directory's weights (its config
+ * and architecture come with it, so --config is refused and a different --arch is an error; stage 1
+ * is skipped unless --vision-steps asks for it). `--kinds vqa.exist=3` draws a question type that
+ * many times as often within its task. The card and metrics.json name the init and its own
+ * command, so the whole recipe stays on record.
  */
 import { getRuntime } from '@keel/kernels';
 import { join } from 'node:path';
 import {
   ARCH_NAMES,
   ARCHITECTURES,
+  ConfigError,
+  ModelFilesError,
+  SafetensorsError,
+  WEIGHTS_FILE,
+  WordTokenizer,
+  loadModelFiles,
+  vocabularyWords,
   DOWNSTREAM_TASKS,
   GENERAL_TASKS,
   PRETRAIN_CHECKPOINT_FILES,
@@ -40,6 +53,7 @@ import {
   type ArchName,
   type MllmConfigInput,
   type PretrainCheckpoint,
+  type PretrainInit,
   type PretrainOptions,
   type PretrainProgress,
   type PretrainRunIdentity,
@@ -63,6 +77,8 @@ interface PretrainFlags {
   json?: boolean;
   checkpointEvery?: number;
   resume?: boolean;
+  kinds?: Record<string, number>;
+  init?: string;
 }
 
 /** The flag behind each field of a pre-training run's identity (PretrainRunIdentity). */
@@ -77,6 +93,8 @@ const IDENTITY_FLAGS: Record<keyof PretrainRunIdentity, string> = {
   progressEvery: '(the progress interval)',
   mix: '--mix',
   config: '--arch/--config',
+  kindWeights: '--kinds',
+  init: '--init',
 };
 
 /** The checkpoint --resume continues; every way it cannot is a UsageError (exit 2) saying why. */
@@ -111,6 +129,56 @@ function parseMix(v: string): Record<string, number> {
     mix[m[1]!] = w;
   }
   return mix;
+}
+
+/** `vqa.exist=3,caption.two-objects=2` → question-type weights; tasks are checked here, kinds by pretrain against the pools. */
+function parseKinds(v: string): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  for (const part of v.split(',')) {
+    const m = /^\s*([a-z]+)\.([a-z-]+)\s*=\s*([0-9.eE+-]+)\s*$/.exec(part);
+    const w = m ? Number(m[3]) : NaN;
+    if (!m || !Number.isFinite(w) || w <= 0) throw new InvalidArgumentError(`expected task.kind=weight pairs separated by commas (weights > 0), e.g. vqa.exist=3; got '${part}'`);
+    if (!GENERAL_TASKS.includes(m[1]!)) throw new InvalidArgumentError(`'${m[1]}' is not a general task (general: ${GENERAL_TASKS.join(', ')})`);
+    kinds[`${m[1]}.${m[2]}`] = w;
+  }
+  return kinds;
+}
+
+/** What --init starts from: the directory's weights and config, their digest, and the directory's own recipe. */
+interface InitSource {
+  init: PretrainInit;
+  config: MllmConfigInput;
+  arch: ArchName;
+  /** The command and seconds of the run that made the weights (its metrics.json), when recorded. */
+  made: { command?: string; seconds?: number };
+}
+
+async function readInit(dir: string): Promise<InitSource> {
+  const { readFile } = await import('node:fs/promises');
+  const { createHash } = await import('node:crypto');
+  let files;
+  try {
+    files = await loadModelFiles(dir);
+  } catch (e) {
+    if (e instanceof ModelFilesError || e instanceof SafetensorsError || e instanceof ConfigError) throw new UsageError(`--init: ${(e as Error).message}`);
+    throw e;
+  }
+  const expected = WordTokenizer.fromWords(vocabularyWords()).toJSON();
+  if (JSON.stringify(files.tokenizer) !== JSON.stringify(expected)) {
+    throw new UsageError(`--init ${dir}: its tokenizer.json is not the general suite's word vocabulary, so pre-training cannot continue from it`);
+  }
+  const digest = `sha256:${createHash('sha256').update(await readFile(join(dir, WEIGHTS_FILE))).digest('hex')}`;
+  let made: InitSource['made'] = {};
+  try {
+    const m = JSON.parse(await readFile(join(dir, 'metrics.json'), 'utf8')) as { command?: unknown; seconds?: unknown; init?: { seconds?: unknown } };
+    made = {
+      ...(typeof m.command === 'string' ? { command: m.command } : {}),
+      ...(typeof m.seconds === 'number' ? { seconds: m.seconds } : {}),
+    };
+  } catch {
+    // a model directory without keel's metrics.json (e.g. converted weights): its recipe is unknown
+  }
+  return { init: { weights: files.tensors, digest }, config: files.config as MllmConfigInput, arch: files.config.projector.type, made };
 }
 
 /** `--arch` value → preset name; anything else names the choices. */
@@ -173,16 +241,29 @@ export function registerPretrain(program: Command): void {
     .option('--json', 'machine-readable output: JSON progress lines and a final JSON result')
     .option('--checkpoint-every <n>', 'write a resumable checkpoint to <out>/checkpoints every n steps (default steps/10, at most 500; 0: never)', (v) => positiveInt(v, true))
     .option('--resume', 'continue the run from <out>/checkpoints/latest (the same flags as the run that wrote it)')
-    .action(async (f: PretrainFlags) => {
-      const { overrides, config } = f.config ? await readConfigOverrides(f.config, f.arch) : { overrides: undefined, config: archConfig(f.arch) };
+    .option('--kinds <weights>', 'relative weight of question types within their task, e.g. vqa.exist=3 (default: every type 1)', parseKinds)
+    .option('--init <dir>', 'continued pre-training: start stage 2 from this model directory (its config and architecture; stage 1 skipped unless --vision-steps)')
+    .action(async (f: PretrainFlags, cmd: Command) => {
+      let init: InitSource | null = null;
+      if (f.init) {
+        if (f.config) throw new UsageError(`--config cannot be combined with --init: the model's config comes from ${f.init}`);
+        init = await readInit(f.init);
+        if (cmd.getOptionValueSource('arch') === 'cli' && f.arch !== init.arch) throw new UsageError(`--arch ${f.arch} disagrees with --init ${f.init}, a ${init.arch} model; drop --arch`);
+        f.arch = init.arch;
+      }
+      const { overrides, config } = init
+        ? { overrides: undefined, config: init.config }
+        : f.config
+          ? await readConfigOverrides(f.config, f.arch)
+          : { overrides: undefined, config: archConfig(f.arch) };
       const checkpointDir = join(f.out, 'checkpoints');
-      const visionSteps = f.visionSteps ?? Math.round(f.steps / 10);
+      const visionSteps = f.visionSteps ?? (init ? 0 : Math.round(f.steps / 10));
       const checkpointEvery = f.checkpointEvery ?? Math.min(500, Math.max(1, Math.floor(f.steps / 10)));
       const resume = f.resume ? await checkpointToResume(f.out, checkpointDir) : null;
       const rt = await getRuntime();
       const log = (s: string) => process.stderr.write(`${s}\n`);
       if (resume) log(`resuming from ${resume.path} (step ${resume.checkpoint.step} of ${resume.checkpoint.run.steps})`);
-      const command = `keel pretrain --arch ${f.arch} --steps ${f.steps} --vision-steps ${visionSteps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.pool ? ` --pool ${f.pool}` : ''}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${overrides ? ` --config ${JSON.stringify(overrides)}` : ''}`;
+      const command = `keel pretrain --arch ${f.arch} --steps ${f.steps} --vision-steps ${visionSteps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.pool ? ` --pool ${f.pool}` : ''}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${f.kinds ? ` --kinds ${Object.entries(f.kinds).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${overrides ? ` --config ${JSON.stringify(overrides)}` : ''}${f.init ? ` --init ${f.init}` : ''}`;
       try {
         const options: PretrainOptions = {
           steps: f.steps,
@@ -194,6 +275,8 @@ export function registerPretrain(program: Command): void {
           ...(f.pool ? { pool: f.pool } : {}),
           config,
           ...(f.mix ? { mix: f.mix } : {}),
+          ...(f.kinds ? { kindWeights: f.kinds } : {}),
+          ...(init ? { init: init.init } : {}),
           onProgress: (p) => (f.json ? console.log(JSON.stringify({ event: 'progress', ...p })) : log(formatProgress(p))),
           checkpointEvery,
           onCheckpoint: async (c) => {
@@ -225,8 +308,16 @@ export function registerPretrain(program: Command): void {
           lossCurve: r.lossCurve,
           visionLossCurve: r.visionLossCurve,
           resumedFrom: r.resumedFrom,
+          kindWeights: f.kinds ?? {},
+          init: init ? { from: f.init, digest: init.init.digest, ...init.made } : null,
         };
-        const card = modelCard(r, { command, device: `${rt.info.adapter.description || rt.info.adapter.architecture} (${rt.info.adapter.vendor})`, date: new Date().toISOString().slice(0, 10) }, GENERAL_TASKS, DOWNSTREAM_TASKS);
+        const context = {
+          command,
+          device: `${rt.info.adapter.description || rt.info.adapter.architecture} (${rt.info.adapter.vendor})`,
+          date: new Date().toISOString().slice(0, 10),
+          ...(init ? { init: { from: f.init!, ...init.made } } : {}),
+        };
+        const card = modelCard(r, context, GENERAL_TASKS, DOWNSTREAM_TASKS);
         await saveModel(f.out, r.model, r.tokenizer, { 'metrics.json': metrics, 'README.md': card });
         r.model.dispose();
         const { rm } = await import('node:fs/promises');
