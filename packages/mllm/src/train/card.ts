@@ -22,7 +22,7 @@ export interface CardContext {
   device: string;
   date: string;
   /** Continued pre-training: the model directory the run started from and, when recorded, its own command and seconds. */
-  init?: { from: string; command?: string; seconds?: number };
+  init?: { from: string; command?: string; seconds?: number; swappedFrom?: string };
 }
 
 const pct = (x: number | undefined): string => (x === undefined ? 'n/a' : `${(100 * x).toFixed(1)} %`);
@@ -37,7 +37,7 @@ export function modelCard(r: PretrainResult, ctx: CardContext, general: readonly
   const kinds = Object.entries(o.kindWeights);
   const init = ctx.init;
   const initText = init
-    ? `Continued pre-training: the run starts from the weights of \`${init.from}\`${init.command ? `, which were pre-trained by \`${init.command}\`${init.seconds !== undefined ? ` (${(init.seconds / 60).toFixed(1)} min)` : ''}` : ' (its recipe is not recorded)'}.\n\n`
+    ? `Continued pre-training: the run starts from the weights of \`${init.from}\`${init.command ? `, which were pre-trained by \`${init.command}\`${init.seconds !== undefined ? ` (${(init.seconds / 60).toFixed(1)} min)` : ''}` : ' (its recipe is not recorded)'}.${init.swappedFrom ? ` Connector swap: that is a ${init.swappedFrom} model; its vision tower and language model are taken, its connector is not — this model's connector starts from a fresh initialization (seed ${o.seed}).` : ''}\n\n`
     : '';
   const stage2 = init ? 'Continued training, the whole model on the general suite' : 'Stage 2, the whole model on the general suite';
   return `# keel base model (LLaVA-style, ${(params / 1e6).toFixed(2)} M parameters)

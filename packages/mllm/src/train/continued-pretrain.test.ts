@@ -6,6 +6,8 @@
  *   - init weights are what the run starts from, their digest is part of the run's identity (a
  *     checkpoint of a continuation resumes only a continuation of the same weights), and weights
  *     that do not fit the config are refused by name.
+ *   - a connector swap (init.fresh = the connector's prefix) takes every other weight from the init
+ *     and leaves the connector as the seed initializes it, whatever the init's connector was.
  */
 import { Runtime } from '@keel/kernels';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,5 +123,33 @@ describe('continued pre-training', () => {
     const wide = { ...tiny, config: { ...tiny.config, text: { ...tiny.config!.text, width: 32 } } };
     await expect(pretrain(rt, { ...wide, init: { weights, digest: 'x' } })).rejects.toThrow(/cannot start from the init weights: weight \S+ has shape \[\d+,\d+\], the model \[\d+,\d+\]/);
     expect(rt.stats().liveBuffers).toBe(before);
+  });
+
+  it('a connector swap takes the vision tower and language model and keeps the fresh connector', async () => {
+    const first = await pretrain(rt, tiny);
+    const weights = await modelTensors(first.model);
+    first.model.dispose();
+    const resamplerConfig = { ...tiny.config, projector: { type: 'resampler' as const, queries: 4, layers: 1, heads: 2 } };
+    const fresh = await pretrain(rt, { ...tiny, steps: 1, lr: 1e-12, config: resamplerConfig });
+    const freshWeights = await modelTensors(fresh.model);
+    fresh.model.dispose();
+    const swapped = await pretrain(rt, { ...tiny, steps: 1, lr: 1e-12, config: resamplerConfig, init: { weights, digest: 'sha256:a', fresh: ['multi_modal_projector.'] } });
+    try {
+      expect(swapped.options.init).toBe('sha256:a fresh:multi_modal_projector.');
+      let connector = 0;
+      for (const [name, p] of swapped.model.namedParameters()) {
+        const got = (await p.toArray()) as Float32Array;
+        const isConnector = name.startsWith('multi_modal_projector.');
+        connector += isConnector ? 1 : 0;
+        const want = (isConnector ? freshWeights : weights).get(name)!.data;
+        let worst = 0;
+        for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / Math.max(1, Math.abs(want[i]!)));
+        expect(worst, name).toBeLessThanOrEqual(1e-6);
+      }
+      expect(connector).toBeGreaterThan(4);
+    } finally {
+      swapped.model.dispose();
+    }
+    await expect(pretrain(rt, { ...tiny, init: { weights, digest: 'x', fresh: ['connector.'] } })).rejects.toThrow('no parameter starts with connector. (the prefixes to keep fresh)');
   });
 });

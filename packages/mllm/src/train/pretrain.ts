@@ -16,7 +16,9 @@
  * is refused with the field named.
  * Continued pre-training. `init` starts stage 2 from existing weights (a model directory the caller
  * read) instead of a fresh initialization; the run's identity holds the weights' digest, so a
- * checkpoint resumes only a continuation of the same weights. `kindWeights` ('vqa.exist': 3) draws
+ * checkpoint resumes only a continuation of the same weights. `init.fresh` names parameter prefixes
+ * that keep their fresh initialization instead (e.g. 'multi_modal_projector.': a connector swap,
+ * where the vision tower and language model of one architecture start a model of another). `kindWeights` ('vqa.exist': 3) draws
  * the examples of a question type that many times as often within its task's pool, without
  * changing the task mix; the default (every weight 1) draws exactly as a run without it.
  * Non-goals: curriculum learning, data augmentation.
@@ -90,6 +92,12 @@ export interface PretrainInit {
   weights: ReadonlyMap<string, { shape: number[]; data: Float32Array }>;
   /** A digest of the weights (e.g. the safetensors file's SHA-256): the run's identity holds it. */
   digest: string;
+  /**
+   * Parameter-name prefixes that keep the model's fresh initialization; the init's tensors under
+   * them are ignored (they may have other shapes or be absent). Every other parameter must be in
+   * `weights` with its shape.
+   */
+  fresh?: readonly string[];
 }
 
 /** The options that make a pre-training run what it is; a checkpoint resumes only a run with all of them equal. */
@@ -197,7 +205,7 @@ function resolveRun(options: PretrainOptions) {
     mix: { ...DEFAULT_MIX, ...options.mix } as Record<string, number>,
     config: options.config ?? {},
     kindWeights: { ...options.kindWeights },
-    init: options.init?.digest ?? null,
+    init: options.init ? `${options.init.digest}${options.init.fresh?.length ? ` fresh:${options.init.fresh.join(',')}` : ''}` : null,
   };
   for (const [k, v] of Object.entries({ steps: o.steps, batchSize: o.batchSize, pool: o.pool, evalCount: o.evalCount, progressEvery: o.progressEvery })) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`pretrain: ${k} must be a positive integer, got ${v}`);
@@ -238,7 +246,7 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
   }
   const model = new MultimodalModel(rt, config, { seed: o.seed });
   try {
-    if (options.init) restoreWeights(model, options.init.weights, 'start from the init weights');
+    if (options.init) restoreWeights(model, options.init.weights, 'start from the init weights', options.init.fresh);
     return { model, tokenizer, ...(await trainAndScore(model, tokenizer, o, run, options)), options: o };
   } catch (e) {
     // the caller never sees the model of a failed run (a non-finite loss, a device error): free it here
@@ -391,9 +399,11 @@ export function kindDraw(samples: readonly Sample[], task: string, kindWeights: 
 }
 
 /** Writes a checkpoint's (or the init's) weights into the freshly built model; names and shapes must match exactly. */
-function restoreWeights(model: MultimodalModel, weights: PretrainInit['weights'], what = 'resume'): void {
-  const params = new Map(model.namedParameters());
-  const extra = [...weights.keys()].filter((n) => !params.has(n));
+function restoreWeights(model: MultimodalModel, weights: PretrainInit['weights'], what = 'resume', fresh: readonly string[] = []): void {
+  const kept = (name: string) => fresh.some((prefix) => name.startsWith(prefix));
+  const params = new Map([...model.namedParameters()].filter(([name]) => !kept(name)));
+  if (fresh.length && params.size === model.namedParameters().size) throw new Error(`pretrain: cannot ${what}: no parameter starts with ${fresh.join(' or ')} (the prefixes to keep fresh)`);
+  const extra = [...weights.keys()].filter((n) => !params.has(n) && !kept(n));
   if (extra.length) throw new Error(`pretrain: cannot ${what}: the weights have tensors the model lacks (${extra.slice(0, 4).join(', ')}${extra.length > 4 ? ', …' : ''})`);
   for (const [name, p] of params) {
     const w = weights.get(name);

@@ -123,13 +123,25 @@ describe('--init and --kinds', () => {
     expect(card).toContain('vqa.exist questions are drawn 3× as often as the other types');
     expect(card).toMatch(/Continued training, the whole model on the general suite: 2 steps × 2 examples/);
 
+    // --arch other than the directory's: a connector swap onto an mlp connector
+    const swapped = join(dir, 'swapped');
+    expect(await main(['pretrain', '--init', first, '--arch', 'mlp', ...small, '--out', swapped])).toBe(0);
+    const swapMetrics = JSON.parse(await readFile(join(swapped, 'metrics.json'), 'utf8'));
+    expect(swapMetrics.arch).toBe('mlp');
+    expect(swapMetrics.init.connectorSwap).toEqual({ from: 'resampler', fresh: 'multi_modal_projector.' });
+    const swappedConfig = JSON.parse(await readFile(join(swapped, 'config.json'), 'utf8'));
+    const firstConfig = JSON.parse(await readFile(join(first, 'config.json'), 'utf8'));
+    expect(swappedConfig.projector_type ?? 'mlp').toBe('mlp');
+    expect(swappedConfig.text_config).toEqual(firstConfig.text_config);
+    expect(swappedConfig.vision_config).toEqual(firstConfig.vision_config);
+    expect(await readFile(join(swapped, 'README.md'), 'utf8')).toContain('Connector swap: that is a resampler model; its vision tower and language model are taken');
+
     const refuse = async (args: string[], message: RegExp) => {
       err.length = 0;
       expect(await main(['pretrain', ...small, '--out', join(dir, 'never'), ...args])).toBe(2);
       expect(err.join('\n')).toMatch(message);
     };
     await refuse(['--init', first, '--config', file], /--config cannot be combined with --init: the model's config comes from \S*first/);
-    await refuse(['--init', first, '--arch', 'mlp'], /--arch mlp disagrees with --init \S*first, a resampler model; drop --arch/);
     await refuse(['--init', join(dir, 'nowhere')], /--init: \S*nowhere: model directory does not exist/);
     await refuse(['--kinds', 'exist=3'], /expected task\.kind=weight pairs .* got 'exist=3'/);
     await refuse(['--kinds', 'mnist.digit=3'], /'mnist' is not a general task/);

@@ -20,8 +20,9 @@
  * A finished run removes its checkpoints.
  *
  * Continued pre-training: `--init DIR` starts stage 2 from a model directory's weights (its config
- * and architecture come with it, so --config is refused and a different --arch is an error; stage 1
- * is skipped unless --vision-steps asks for it). `--kinds vqa.exist=3` draws a question type that
+ * and architecture come with it, so --config is refused; stage 1 is skipped unless --vision-steps
+ * asks for it). With an --arch other than the directory's it is a connector swap: the vision tower
+ * and language model come from DIR, the --arch preset's connector starts fresh (from --seed). `--kinds vqa.exist=3` draws a question type that
  * many times as often within its task. The card and metrics.json name the init and its own
  * command, so the whole recipe stays on record.
  */
@@ -144,11 +145,16 @@ function parseKinds(v: string): Record<string, number> {
   return kinds;
 }
 
+/** Parameters of the vision-language connector (both families), fresh in a connector swap. */
+const CONNECTOR_PREFIX = 'multi_modal_projector.';
+
 /** What --init starts from: the directory's weights and config, their digest, and the directory's own recipe. */
 interface InitSource {
   init: PretrainInit;
   config: MllmConfigInput;
   arch: ArchName;
+  /** A connector swap: the directory's own architecture (its connector is not used). */
+  swappedFrom?: ArchName;
   /** The command and seconds of the run that made the weights (its metrics.json), when recorded. */
   made: { command?: string; seconds?: number };
 }
@@ -248,7 +254,14 @@ export function registerPretrain(program: Command): void {
       if (f.init) {
         if (f.config) throw new UsageError(`--config cannot be combined with --init: the model's config comes from ${f.init}`);
         init = await readInit(f.init);
-        if (cmd.getOptionValueSource('arch') === 'cli' && f.arch !== init.arch) throw new UsageError(`--arch ${f.arch} disagrees with --init ${f.init}, a ${init.arch} model; drop --arch`);
+        if (cmd.getOptionValueSource('arch') === 'cli' && f.arch !== init.arch) {
+          // connector swap: the directory's vision tower and language model, a fresh connector of --arch
+          const vision = (init.config as { vision: object }).vision;
+          init.config = { ...init.config, projector: archConfig(f.arch, { vision }).projector } as MllmConfigInput;
+          init.init = { ...init.init, fresh: [CONNECTOR_PREFIX] };
+          init.swappedFrom = init.arch;
+          init.arch = f.arch;
+        }
         f.arch = init.arch;
       }
       const { overrides, config } = init
@@ -309,13 +322,13 @@ export function registerPretrain(program: Command): void {
           visionLossCurve: r.visionLossCurve,
           resumedFrom: r.resumedFrom,
           kindWeights: f.kinds ?? {},
-          init: init ? { from: f.init, digest: init.init.digest, ...init.made } : null,
+          init: init ? { from: f.init, digest: init.init.digest, ...(init.swappedFrom ? { connectorSwap: { from: init.swappedFrom, fresh: CONNECTOR_PREFIX } } : {}), ...init.made } : null,
         };
         const context = {
           command,
           device: `${rt.info.adapter.description || rt.info.adapter.architecture} (${rt.info.adapter.vendor})`,
           date: new Date().toISOString().slice(0, 10),
-          ...(init ? { init: { from: f.init!, ...init.made } } : {}),
+          ...(init ? { init: { from: f.init!, ...(init.swappedFrom ? { swappedFrom: init.swappedFrom } : {}), ...init.made } } : {}),
         };
         const card = modelCard(r, context, GENERAL_TASKS, DOWNSTREAM_TASKS);
         await saveModel(f.out, r.model, r.tokenizer, { 'metrics.json': metrics, 'README.md': card });
