@@ -22,9 +22,9 @@
  * Continued pre-training: `--init DIR` starts stage 2 from a model directory's weights (its config
  * and architecture come with it, so --config is refused; stage 1 is skipped unless --vision-steps
  * asks for it). With an --arch other than the directory's it is a connector swap: the vision tower
- * and language model come from DIR, the --arch preset's connector starts fresh (from --seed). `--kinds vqa.exist=3` draws a question type that
- * many times as often within its task. The card and metrics.json name the init and its own
- * command, so the whole recipe stays on record.
+ * and language model come from DIR, the --arch preset's connector starts fresh (from --seed).
+ * `--kinds vqa.exist=3` draws a question type that many times as often within its task. The card
+ * and metrics.json name the init and its own command, so the whole recipe stays on record.
  */
 import { getRuntime } from '@keel/kernels';
 import { join } from 'node:path';
@@ -176,7 +176,7 @@ async function readInit(dir: string): Promise<InitSource> {
   const digest = `sha256:${createHash('sha256').update(await readFile(join(dir, WEIGHTS_FILE))).digest('hex')}`;
   let made: InitSource['made'] = {};
   try {
-    const m = JSON.parse(await readFile(join(dir, 'metrics.json'), 'utf8')) as { command?: unknown; seconds?: unknown; init?: { seconds?: unknown } };
+    const m = JSON.parse(await readFile(join(dir, 'metrics.json'), 'utf8')) as { command?: unknown; seconds?: unknown };
     made = {
       ...(typeof m.command === 'string' ? { command: m.command } : {}),
       ...(typeof m.seconds === 'number' ? { seconds: m.seconds } : {}),
@@ -248,7 +248,7 @@ export function registerPretrain(program: Command): void {
     .option('--checkpoint-every <n>', 'write a resumable checkpoint to <out>/checkpoints every n steps (default steps/10, at most 500; 0: never)', (v) => positiveInt(v, true))
     .option('--resume', 'continue the run from <out>/checkpoints/latest (the same flags as the run that wrote it)')
     .option('--kinds <weights>', 'relative weight of question types within their task, e.g. vqa.exist=3 (default: every type 1)', parseKinds)
-    .option('--init <dir>', 'continued pre-training: start stage 2 from this model directory (its config and architecture; stage 1 skipped unless --vision-steps)')
+    .option('--init <dir>', 'continued pre-training: start stage 2 from this model directory (its config and architecture; stage 1 skipped unless --vision-steps); with another --arch, a connector swap (its vision tower and LLM, a fresh connector)')
     .action(async (f: PretrainFlags, cmd: Command) => {
       let init: InitSource | null = null;
       if (f.init) {
