@@ -37,10 +37,10 @@ export function modelCard(r: PretrainResult, ctx: CardContext, general: readonly
   const kinds = Object.entries(o.kindWeights);
   const init = ctx.init;
   const initText = init
-    ? `Continued pre-training: the run starts from the weights of \`${init.from}\`${init.command ? `, which were pre-trained by \`${init.command}\`${init.seconds !== undefined ? ` (${(init.seconds / 60).toFixed(1)} min)` : ''}` : ' (its recipe is not recorded)'}.${init.swappedFrom ? ` Connector swap: that is a ${init.swappedFrom} model; its vision tower and language model are taken, its connector is not — this model's connector starts from a fresh initialization (seed ${o.seed}).` : ''}\n\n`
+    ? `Continued pre-training: the run starts from the weights of \`${init.from}\`${init.command ? `, which were pre-trained by \`${init.command}\`${init.seconds !== undefined ? ` (${(init.seconds / 60).toFixed(1)} min)` : ''}` : ' (its recipe is not recorded)'}.${init.swappedFrom ? ` Connector swap: its vision tower and language model are taken, its ${init.swappedFrom} connector is not — this model's connector starts from a fresh initialization (seed ${o.seed}).` : ''}\n\n`
     : '';
   const stage2 = init ? 'Continued training, the whole model on the general suite' : 'Stage 2, the whole model on the general suite';
-  return `# keel base model (LLaVA-style, ${(params / 1e6).toFixed(2)} M parameters)
+  return `# keel base model (${c.projector.type === 'resampler' ? 'resampler connector' : 'LLaVA-style'}, ${(params / 1e6).toFixed(2)} M parameters)
 
 Pre-trained by \`${ctx.command}\` on ${ctx.date}, on ${ctx.device}.
 Deterministic from the seed: the same command${init ? ' (after the one that made its --init weights)' : ''} on the same device reproduces these weights.

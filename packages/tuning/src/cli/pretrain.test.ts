@@ -134,7 +134,7 @@ describe('--init and --kinds', () => {
     expect(swappedConfig.projector_type ?? 'mlp').toBe('mlp');
     expect(swappedConfig.text_config).toEqual(firstConfig.text_config);
     expect(swappedConfig.vision_config).toEqual(firstConfig.vision_config);
-    expect(await readFile(join(swapped, 'README.md'), 'utf8')).toContain('Connector swap: that is a resampler model; its vision tower and language model are taken');
+    expect(await readFile(join(swapped, 'README.md'), 'utf8')).toContain('Connector swap: its vision tower and language model are taken, its resampler connector is not');
 
     const refuse = async (args: string[], message: RegExp) => {
       err.length = 0;
