@@ -14,7 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sample } from '../data/tasks.js';
 import { modelTensors } from '../model/checkpoint.js';
 import { decodePretrainCheckpoint, encodePretrainCheckpoint } from './pretrain-checkpoint.js';
-import { kindDraw, pretrain, type PretrainCheckpoint, type PretrainOptions } from './pretrain.js';
+import { kindDraw } from './kind-draw.js';
+import { pretrain, type PretrainCheckpoint, type PretrainOptions } from './pretrain.js';
 
 let rt: Runtime;
 beforeAll(async () => {

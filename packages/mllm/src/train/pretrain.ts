@@ -26,13 +26,13 @@
 import type { Runtime } from '@keel/kernels';
 import { AdamW, SeededStream, cosineSchedule, type OptimizerState } from '@keel/autograd';
 import { resolveConfig, type MllmConfigInput } from '../config.js';
-import { ALL_TASKS, GENERAL_TASKS, getTask, vocabularyWords, type Sample } from '../data/tasks.js';
-import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { Example } from '../model/collate.js';
+import { GENERAL_TASKS, getTask, vocabularyWords } from '../data/tasks.js';
 import { modelTensors } from '../model/checkpoint.js';
 import { MultimodalModel } from '../model/mllm.js';
 import { WordTokenizer } from '../tokenizer/word.js';
-import { accuracyByKind, decayGroups, evaluateExamples, trainOnExamples, type KindScores } from './loop.js';
+import { kindDraw } from './kind-draw.js';
+import { decayGroups, trainOnExamples, type KindScores } from './loop.js';
+import { scoreTasksByKind, toExample } from './score-tasks.js';
 import { pretrainVision } from './vision-pretrain.js';
 
 export interface PretrainProgress {
@@ -187,7 +187,6 @@ export interface PretrainResult {
 
 const DEFAULT_MIX: Record<string, number> = { caption: 0.35, vqa: 0.45, text: 0.2 };
 
-export const toExample = (s: Sample): Example => ({ image: s.image, prompt: s.prompt, answer: s.answer });
 
 /** The options with every default filled in and checked, the tokenizer, the model config and the run's identity. */
 function resolveRun(options: PretrainOptions) {
@@ -374,30 +373,6 @@ async function trainAndScore(
   };
 }
 
-/**
- * The pool index for a uniform draw u ∈ [0, 1): plain `floor(u·n)` when no question type of the
- * task is weighted (so such runs draw exactly as before kind weights existed), else the index whose
- * cumulative weight first exceeds u·total.
- */
-export function kindDraw(samples: readonly Sample[], task: string, kindWeights: Record<string, number>): (u: number) => number {
-  const n = samples.length;
-  if (!Object.keys(kindWeights).some((k) => k.startsWith(`${task}.`))) return (u) => Math.floor(u * n);
-  const cumulative = new Float64Array(n);
-  let sum = 0;
-  for (let i = 0; i < n; i++) cumulative[i] = sum += kindWeights[`${task}.${samples[i]!.kind}`] ?? 1;
-  return (u) => {
-    const r = u * sum;
-    let lo = 0;
-    let hi = n - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (cumulative[mid]! > r) hi = mid;
-      else lo = mid + 1;
-    }
-    return lo;
-  };
-}
-
 /** Writes a checkpoint's (or the init's) weights into the freshly built model; names and shapes must match exactly. */
 function restoreWeights(model: MultimodalModel, weights: PretrainInit['weights'], what = 'resume', fresh: readonly string[] = []): void {
   const kept = (name: string) => fresh.some((prefix) => name.startsWith(prefix));
@@ -411,29 +386,4 @@ function restoreWeights(model: MultimodalModel, weights: PretrainInit['weights']
     if (w.shape.join() !== p.shape.join() || w.data.length !== p.size) throw new Error(`pretrain: cannot ${what}: weight ${name} has shape [${w.shape}], the model [${p.shape}]`);
   }
   for (const [name, p] of params) p.rt.write(p.buffer, weights.get(name)!.data);
-}
-
-/** Held-out exact-match accuracy on every registered task (general and downstream). */
-export async function scoreTasks(model: MultimodalModel, tok: Tokenizer, count: number, seed = 0, names?: readonly string[]): Promise<Record<string, number>> {
-  return (await scoreTasksByKind(model, tok, count, seed, names)).scores;
-}
-
-/** scoreTasks, plus the accuracy per question type of each task. */
-export async function scoreTasksByKind(
-  model: MultimodalModel,
-  tok: Tokenizer,
-  count: number,
-  seed = 0,
-  names?: readonly string[],
-): Promise<{ scores: Record<string, number>; byKind: Record<string, KindScores> }> {
-  const size = model.config.vision.imageSize;
-  const scores: Record<string, number> = {};
-  const byKind: Record<string, KindScores> = {};
-  for (const name of names ?? ALL_TASKS) {
-    const samples = await getTask(name).samples('test', count, seed, { size });
-    const r = await evaluateExamples(model, tok, samples.map(toExample));
-    scores[name] = r.accuracy;
-    byKind[name] = accuracyByKind(samples.map((s) => s.kind), r.correct);
-  }
-  return { scores, byKind };
 }
