@@ -18,9 +18,10 @@
  * read) instead of a fresh initialization; the run's identity holds the weights' digest, so a
  * checkpoint resumes only a continuation of the same weights. `init.fresh` names parameter prefixes
  * that keep their fresh initialization instead (e.g. 'multi_modal_projector.': a connector swap,
- * where the vision tower and language model of one architecture start a model of another). `kindWeights` ('vqa.exist': 3) draws
- * the examples of a question type that many times as often within its task's pool, without
- * changing the task mix; the default (every weight 1) draws exactly as a run without it.
+ * where the vision tower and language model of one architecture start a model of another).
+ * `kindWeights` ('vqa.exist': 3) draws the examples of a question type that many times as often
+ * within its task's pool, without changing the task mix; the default (every weight 1) draws
+ * exactly as a run without it (kind-draw.ts).
  * Non-goals: curriculum learning, data augmentation.
  */
 import type { Runtime } from '@keel/kernels';
@@ -186,7 +187,6 @@ export interface PretrainResult {
 }
 
 const DEFAULT_MIX: Record<string, number> = { caption: 0.35, vqa: 0.45, text: 0.2 };
-
 
 /** The options with every default filled in and checked, the tokenizer, the model config and the run's identity. */
 function resolveRun(options: PretrainOptions) {
