@@ -39,7 +39,8 @@ export function modelCard(r: PretrainResult, ctx: CardContext, general: readonly
   const initText = init
     ? `Continued pre-training: the run starts from the weights of \`${init.from}\`${init.command ? `, which were pre-trained by \`${init.command}\`${init.seconds !== undefined ? ` (${(init.seconds / 60).toFixed(1)} min)` : ''}` : ' (its recipe is not recorded)'}.${init.swappedFrom ? ` Connector swap: its vision tower and language model are taken, its ${init.swappedFrom} connector is not — this model's connector starts from a fresh initialization (seed ${o.seed}).` : ''}\n\n`
     : '';
-  const stage2 = init ? 'Continued training, the whole model on the general suite' : 'Stage 2, the whole model on the general suite';
+  const trained = o.freeze.length ? `the model except ${o.freeze.map((g) => `\`${g}\``).join(', ')} (frozen)` : 'the whole model';
+  const stage2 = `${init ? 'Continued training' : 'Stage 2'}, ${trained} on the general suite`;
   return `# keel base model (${c.projector.type === 'resampler' ? 'resampler connector' : 'LLaVA-style'}, ${(params / 1e6).toFixed(2)} M parameters)
 
 Pre-trained by \`${ctx.command}\` on ${ctx.date}, on ${ctx.device}.

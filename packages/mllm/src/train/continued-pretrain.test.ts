@@ -8,6 +8,9 @@
  *     that do not fit the config are refused by name.
  *   - a connector swap (init.fresh = the connector's prefix) takes every other weight from the init
  *     and leaves the connector as the seed initializes it, whatever the init's connector was.
+ *   - freeze: stage 2 leaves the parameters its globs name exactly as it found them (stage 1 still
+ *     trains the tower), trains the rest, is part of the run's identity, and hands back a model whose
+ *     every parameter trains; a glob that names nothing is refused before anything runs.
  */
 import { Runtime } from '@keel/kernels';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -152,5 +155,46 @@ describe('continued pre-training', () => {
       swapped.model.dispose();
     }
     await expect(pretrain(rt, { ...tiny, init: { weights, digest: 'x', fresh: ['connector.'] } })).rejects.toThrow('no parameter starts with connector. (the prefixes to keep fresh)');
+  });
+
+  it('freeze keeps the named parameters as stage 2 found them and trains the rest', async () => {
+    const first = await pretrain(rt, tiny);
+    const weights = await modelTensors(first.model);
+    first.model.dispose();
+    const init = { weights, digest: 'sha256:a' };
+    const frozen = await pretrain(rt, { ...tiny, lr: 1e-2, init, freeze: ['vision_tower.**'] });
+    const withStage1 = await pretrain(rt, { ...tiny, lr: 1e-2, init, visionSteps: 2, freeze: ['vision_tower.**'] });
+    try {
+      expect(frozen.options.freeze).toEqual(['vision_tower.**']);
+      let vision = 0;
+      let moved = 0;
+      for (const [name, p] of frozen.model.namedParameters()) {
+        expect(p.requiresGrad, name).toBe(true);
+        const got = (await p.toArray()) as Float32Array;
+        const want = weights.get(name)!.data;
+        const same = got.every((x, i) => x === want[i]);
+        if (name.startsWith('vision_tower.')) {
+          vision++;
+          expect(same, name).toBe(true);
+        } else if (!same) moved++;
+      }
+      expect(vision).toBeGreaterThan(4);
+      expect(moved).toBeGreaterThan(4);
+      // stage 1 is not stage 2: with vision steps the tower still trains
+      const tower = [...withStage1.model.namedParameters()].filter(([n]) => n.startsWith('vision_tower.'));
+      const changed = await Promise.all(tower.map(async ([n, p]) => ((await p.toArray()) as Float32Array).some((x, i) => x !== weights.get(n)!.data[i])));
+      expect(changed.some(Boolean)).toBe(true);
+    } finally {
+      frozen.model.dispose();
+      withStage1.model.dispose();
+    }
+    let c: PretrainCheckpoint | undefined;
+    const run = await pretrain(rt, { ...tiny, init, freeze: ['vision_tower.**'], checkpointEvery: 2, onCheckpoint: async (x) => void (c = decodePretrainCheckpoint(encodePretrainCheckpoint(x), 'ckpt')) });
+    run.model.dispose();
+    expect(c!.run.freeze).toEqual(['vision_tower.**']);
+    const before = rt.stats().liveBuffers;
+    await expect(pretrain(rt, { ...tiny, init, resume: c! })).rejects.toThrow(/cannot resume: the checkpoint's run has freeze \["vision_tower\.\*\*"\], this run \[\]/);
+    await expect(pretrain(rt, { ...tiny, freeze: ['vision_tower.**', 'vison_tower.**'] })).rejects.toThrow("pretrain: freeze 'vison_tower.**' names no parameter of the model");
+    expect(rt.stats().liveBuffers).toBe(before);
   });
 });

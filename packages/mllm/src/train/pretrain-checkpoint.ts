@@ -50,6 +50,8 @@ const stateSchema = z
         // checkpoints written before continued pre-training and question-type weights existed
         kindWeights: z.record(z.string(), finite).default({}),
         init: z.string().nullable().default(null),
+        // ... and before stage 2 could freeze parameters
+        freeze: z.array(z.string()).default([]),
       })
       .strict(),
     lossCurve: z.array(z.tuple([count, finite])),

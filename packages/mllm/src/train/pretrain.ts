@@ -21,7 +21,8 @@
  * where the vision tower and language model of one architecture start a model of another).
  * `kindWeights` ('vqa.exist': 3) draws the examples of a question type that many times as often
  * within its task's pool, without changing the task mix; the default (every weight 1) draws
- * exactly as a run without it (kind-draw.ts).
+ * exactly as a run without it (kind-draw.ts). `freeze` (parameter-name globs, e.g. 'vision_tower.**')
+ * keeps those parameters as stage 2 found them; stage 1 still trains the vision tower.
  * Non-goals: curriculum learning, data augmentation.
  */
 import type { Runtime } from '@keel/kernels';
@@ -85,6 +86,8 @@ export interface PretrainOptions {
   kindWeights?: Record<string, number>;
   /** Continued pre-training: stage 2 starts from these weights (file comment). */
   init?: PretrainInit;
+  /** Parameter-name globs (Module.select) that stage 2 does not update, e.g. 'vision_tower.**'; each must name a parameter. */
+  freeze?: readonly string[];
 }
 
 /** The weights a continued pre-training run starts from. */
@@ -118,6 +121,8 @@ export interface PretrainRunIdentity {
   kindWeights: Record<string, number>;
   /** The digest of the initial weights of a continued run; null for a fresh initialization. */
   init: string | null;
+  /** Globs of the parameters stage 2 leaves alone (empty: it trains all). */
+  freeze: string[];
 }
 
 /** Everything step + 1 depends on (file comment). */
@@ -157,7 +162,7 @@ export function pretrainRunDifference(saved: PretrainRunIdentity, now: PretrainR
     }
     return JSON.stringify(a) === JSON.stringify(b) ? null : { field: path, saved: a, now: b };
   };
-  for (const field of ['seed', 'steps', 'visionSteps', 'batchSize', 'lr', 'warmup', 'pool', 'progressEvery', 'mix', 'config', 'kindWeights', 'init'] as const) {
+  for (const field of ['seed', 'steps', 'visionSteps', 'batchSize', 'lr', 'warmup', 'pool', 'progressEvery', 'mix', 'config', 'kindWeights', 'init', 'freeze'] as const) {
     const d = walk(saved[field], now[field], field);
     if (d) return d;
   }
@@ -183,7 +188,7 @@ export interface PretrainResult {
   visionSeconds: number;
   /** Stage 2's training examples per second. */
   samplesPerSec: number;
-  options: Required<Omit<PretrainOptions, 'onProgress' | 'onCheckpoint' | 'resume' | 'config' | 'mix' | 'init'>> & { mix: Record<string, number>; config: MllmConfigInput; init: string | null };
+  options: Required<Omit<PretrainOptions, 'onProgress' | 'onCheckpoint' | 'resume' | 'config' | 'mix' | 'init' | 'freeze'>> & { mix: Record<string, number>; config: MllmConfigInput; init: string | null; freeze: string[] };
 }
 
 const DEFAULT_MIX: Record<string, number> = { caption: 0.35, vqa: 0.45, text: 0.2 };
@@ -205,6 +210,7 @@ function resolveRun(options: PretrainOptions) {
     config: options.config ?? {},
     kindWeights: { ...options.kindWeights },
     init: options.init ? `${options.init.digest}${options.init.fresh?.length ? ` fresh:${options.init.fresh.join(',')}` : ''}` : null,
+    freeze: [...(options.freeze ?? [])],
   };
   for (const [k, v] of Object.entries({ steps: o.steps, batchSize: o.batchSize, pool: o.pool, evalCount: o.evalCount, progressEvery: o.progressEvery })) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`pretrain: ${k} must be a positive integer, got ${v}`);
@@ -228,7 +234,7 @@ function resolveRun(options: PretrainOptions) {
     text: { ...o.config.text, vocabSize: tokenizer.vocabSize },
     imageTokenId: tokenizer.specials.image,
   });
-  const run: PretrainRunIdentity = { seed: o.seed, steps: o.steps, visionSteps: o.visionSteps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, pool: o.pool, progressEvery: o.progressEvery, mix: o.mix, config, kindWeights: o.kindWeights, init: o.init };
+  const run: PretrainRunIdentity = { seed: o.seed, steps: o.steps, visionSteps: o.visionSteps, batchSize: o.batchSize, lr: o.lr, warmup: o.warmup, pool: o.pool, progressEvery: o.progressEvery, mix: o.mix, config, kindWeights: o.kindWeights, init: o.init, freeze: o.freeze };
   return { o, tokenizer, config, run };
 }
 
@@ -246,6 +252,8 @@ export async function pretrain(rt: Runtime, options: PretrainOptions = {}): Prom
   const model = new MultimodalModel(rt, config, { seed: o.seed });
   try {
     if (options.init) restoreWeights(model, options.init.weights, 'start from the init weights', options.init.fresh);
+    const idle = o.freeze.filter((glob) => model.select(glob).size === 0);
+    if (idle.length) throw new Error(`pretrain: freeze ${idle.map((g) => `'${g}'`).join(', ')} names no parameter of the model (e.g. 'vision_tower.**', 'language_model.**')`);
     return { model, tokenizer, ...(await trainAndScore(model, tokenizer, o, run, options)), options: o };
   } catch (e) {
     // the caller never sees the model of a failed run (a non-finite loss, a device error): free it here
@@ -320,7 +328,8 @@ async function trainAndScore(
     priorSec = resume.trainSec;
   }
   // created after stage 1, so nothing of stage 2 is held when stage 1 fails
-  const optimizer = new AdamW(model.rt, decayGroups(model.namedParameters(), 0.01), {
+  const frozen = model.freeze(o.freeze); // after stage 1, which trains the tower whatever stage 2 does
+  const optimizer = new AdamW(model.rt, decayGroups([...model.namedParameters()].filter(([, p]) => p.requiresGrad), 0.01), {
     lr: o.lr,
     maxNorm: 1,
     schedule: cosineSchedule({ warmup: o.warmup, total: o.steps, minRatio: 0.1 }),
@@ -358,6 +367,7 @@ async function trainAndScore(
     }
   } finally {
     optimizer.dispose();
+    model.unfreeze(frozen); // the caller gets a model whose every parameter trains
   }
   const seconds = trainSec();
   const { scores, byKind } = await scoreTasksByKind(model, tokenizer, o.evalCount, o.seed);

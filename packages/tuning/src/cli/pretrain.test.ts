@@ -3,12 +3,12 @@
  * code 2, naming the file, the field and the limit, before a runtime is created or a model built.
  * `--checkpoint-every` / `--resume`: a resumed run (stage 1 included before the checkpoint) ends bit
  * for bit where the uninterrupted one does, and each way a resume cannot work exits 2 saying why.
- * `--init` / `--kinds` (continued pre-training): the run starts from the directory's weights with its
+ * `--init` / `--kinds` / `--freeze` (continued pre-training): the run starts from the directory's weights with its
  * config and architecture, the card and metrics.json keep the init's own command, and every way the
  * flags cannot work exits 2 naming the flag.
  */
 import { getRuntime } from '@keel/kernels';
-import { archConfig, encodePretrainCheckpoint, pretrain } from '@keel/mllm';
+import { archConfig, encodePretrainCheckpoint, loadModelFiles, pretrain } from '@keel/mllm';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -136,6 +136,17 @@ describe('--init and --kinds', () => {
     expect(swappedConfig.vision_config).toEqual(firstConfig.vision_config);
     expect(await readFile(join(swapped, 'README.md'), 'utf8')).toContain('Connector swap: its vision tower and language model are taken, its resampler connector is not');
 
+    // --freeze: stage 2 leaves the vision tower alone; on record in the command, metrics.json and the card
+    const frozen = join(dir, 'frozen');
+    expect(await main(['pretrain', '--init', first, ...small, '--freeze', 'vision_tower.**', '--out', frozen])).toBe(0);
+    const frozenMetrics = JSON.parse(await readFile(join(frozen, 'metrics.json'), 'utf8'));
+    expect(frozenMetrics.freeze).toEqual(['vision_tower.**']);
+    expect(frozenMetrics.command).toMatch(/ --init \S*first --freeze vision_tower\.\*\*$/);
+    expect(await readFile(join(frozen, 'README.md'), 'utf8')).toMatch(/Continued training, the model except `vision_tower\.\*\*` \(frozen\) on the general suite: 2 steps/);
+    const weightsOf = async (d: string) => (await loadModelFiles(d)).tensors;
+    const [before, after] = [await weightsOf(first), await weightsOf(frozen)];
+    for (const [name, t] of after) if (name.startsWith('vision_tower.')) expect(t.data, name).toEqual(before.get(name)!.data);
+
     const refuse = async (args: string[], message: RegExp) => {
       err.length = 0;
       expect(await main(['pretrain', ...small, '--out', join(dir, 'never'), ...args])).toBe(2);
@@ -146,6 +157,8 @@ describe('--init and --kinds', () => {
     await refuse(['--kinds', 'exist=3'], /expected task\.kind=weight pairs .* got 'exist=3'/);
     await refuse(['--kinds', 'mnist.digit=3'], /'mnist' is not a general task/);
     await refuse(['--kinds', 'vqa.exist=0'], /weights > 0/);
+    await refuse(['--init', first, '--freeze', 'vision_tower.**,vison_tower.**'], /--freeze: 'vison_tower\.\*\*' names no parameter of the resampler model/);
+    await refuse(['--freeze', 'vision tower'], /expected parameter-name globs separated by commas, e\.g\. vision_tower\.\*\*; got 'vision tower'/);
     // a tokenizer other than the general suite's vocabulary cannot be trained on it
     const alien = join(dir, 'alien');
     expect(await main(['pretrain', '--init', first, ...small, '--steps', '1', '--out', alien])).toBe(0);

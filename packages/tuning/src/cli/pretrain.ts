@@ -23,9 +23,11 @@
  * and architecture come with it, so --config is refused; stage 1 is skipped unless --vision-steps
  * asks for it). With an --arch other than the directory's it is a connector swap: the vision tower
  * and language model come from DIR, the --arch preset's connector starts fresh (from --seed).
- * `--kinds vqa.exist=3` draws a question type that many times as often within its task. The card
+ * `--kinds vqa.exist=3` draws a question type that many times as often within its task.
+ * `--freeze vision_tower.**` keeps parameters (name globs) as stage 2 finds them. The card
  * and metrics.json name the init and its own command, so the whole recipe stays on record.
  */
+import { matchesName } from '@keel/autograd';
 import { getRuntime } from '@keel/kernels';
 import { join } from 'node:path';
 import {
@@ -45,6 +47,8 @@ import {
   decodePretrainCheckpoint,
   encodePretrainCheckpoint,
   isArchName,
+  resolveConfig,
+  llavaParameterShapes,
   mllmConfigSchema,
   modelCard,
   pretrain,
@@ -80,6 +84,7 @@ interface PretrainFlags {
   resume?: boolean;
   kinds?: Record<string, number>;
   init?: string;
+  freeze?: string[];
 }
 
 /** The flag behind each field of a pre-training run's identity (PretrainRunIdentity). */
@@ -96,6 +101,7 @@ const IDENTITY_FLAGS: Record<keyof PretrainRunIdentity, string> = {
   config: '--arch/--config',
   kindWeights: '--kinds',
   init: '--init',
+  freeze: '--freeze',
 };
 
 /** The checkpoint --resume continues; every way it cannot is a UsageError (exit 2) saying why. */
@@ -130,6 +136,13 @@ function parseMix(v: string): Record<string, number> {
     mix[m[1]!] = w;
   }
   return mix;
+}
+
+/** `vision_tower.**,language_model.model.embed_tokens.*` → name globs (checked against the model in the action). */
+function parseFreeze(v: string): string[] {
+  const globs = v.split(',').map((g) => g.trim());
+  if (globs.some((g) => !/^[A-Za-z0-9_.*]+$/.test(g))) throw new InvalidArgumentError(`expected parameter-name globs separated by commas, e.g. vision_tower.**; got '${v}'`);
+  return globs;
 }
 
 /** `vqa.exist=3,caption.two-objects=2` → question-type weights; tasks are checked here, kinds by pretrain against the pools. */
@@ -249,6 +262,7 @@ export function registerPretrain(program: Command): void {
     .option('--resume', 'continue the run from <out>/checkpoints/latest (the same flags as the run that wrote it)')
     .option('--kinds <weights>', 'relative weight of question types within their task, e.g. vqa.exist=3 (default: every type 1)', parseKinds)
     .option('--init <dir>', 'continued pre-training: start stage 2 from this model directory (its config and architecture; stage 1 skipped unless --vision-steps); with another --arch, a connector swap (its vision tower and LLM, a fresh connector)')
+    .option('--freeze <globs>', 'parameters stage 2 leaves as they are, comma-separated name globs, e.g. vision_tower.** (stage 1 still trains the vision tower)', parseFreeze)
     .action(async (f: PretrainFlags, cmd: Command) => {
       let init: InitSource | null = null;
       if (f.init) {
@@ -269,6 +283,9 @@ export function registerPretrain(program: Command): void {
         : f.config
           ? await readConfigOverrides(f.config, f.arch)
           : { overrides: undefined, config: archConfig(f.arch) };
+      const names = [...llavaParameterShapes(resolveConfig(config)).keys()];
+      const idle = (f.freeze ?? []).filter((glob) => !names.some((n) => matchesName(glob, n)));
+      if (idle.length) throw new UsageError(`--freeze: ${idle.map((g) => `'${g}'`).join(', ')} names no parameter of the ${f.arch} model (globs over HF names, e.g. vision_tower.**, multi_modal_projector.**, language_model.**)`);
       const checkpointDir = join(f.out, 'checkpoints');
       const visionSteps = f.visionSteps ?? (init ? 0 : Math.round(f.steps / 10));
       const checkpointEvery = f.checkpointEvery ?? Math.min(500, Math.max(1, Math.floor(f.steps / 10)));
@@ -276,7 +293,7 @@ export function registerPretrain(program: Command): void {
       const rt = await getRuntime();
       const log = (s: string) => process.stderr.write(`${s}\n`);
       if (resume) log(`resuming from ${resume.path} (step ${resume.checkpoint.step} of ${resume.checkpoint.run.steps})`);
-      const command = `keel pretrain --arch ${f.arch} --steps ${f.steps} --vision-steps ${visionSteps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.pool ? ` --pool ${f.pool}` : ''}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${f.kinds ? ` --kinds ${Object.entries(f.kinds).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${overrides ? ` --config ${JSON.stringify(overrides)}` : ''}${f.init ? ` --init ${f.init}` : ''}`;
+      const command = `keel pretrain --arch ${f.arch} --steps ${f.steps} --vision-steps ${visionSteps} --batch ${f.batch} --lr ${f.lr} --seed ${f.seed} --eval ${f.eval}${f.pool ? ` --pool ${f.pool}` : ''}${f.mix ? ` --mix ${Object.entries(f.mix).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${f.kinds ? ` --kinds ${Object.entries(f.kinds).map(([k, w]) => `${k}=${w}`).join(',')}` : ''}${overrides ? ` --config ${JSON.stringify(overrides)}` : ''}${f.init ? ` --init ${f.init}` : ''}${f.freeze ? ` --freeze ${f.freeze.join(',')}` : ''}`;
       try {
         const options: PretrainOptions = {
           steps: f.steps,
@@ -290,6 +307,7 @@ export function registerPretrain(program: Command): void {
           ...(f.mix ? { mix: f.mix } : {}),
           ...(f.kinds ? { kindWeights: f.kinds } : {}),
           ...(init ? { init: init.init } : {}),
+          ...(f.freeze ? { freeze: f.freeze } : {}),
           onProgress: (p) => (f.json ? console.log(JSON.stringify({ event: 'progress', ...p })) : log(formatProgress(p))),
           checkpointEvery,
           onCheckpoint: async (c) => {
@@ -322,6 +340,7 @@ export function registerPretrain(program: Command): void {
           visionLossCurve: r.visionLossCurve,
           resumedFrom: r.resumedFrom,
           kindWeights: f.kinds ?? {},
+          freeze: f.freeze ?? [],
           init: init ? { from: f.init, digest: init.init.digest, ...(init.swappedFrom ? { connectorSwap: { from: init.swappedFrom, fresh: CONNECTOR_PREFIX } } : {}), ...init.made } : null,
         };
         const context = {
