@@ -1,10 +1,9 @@
 /**
  * The bases shipped in @keel/mllm (one per architecture preset): each loads as the architecture it
  * is filed under, its card and metrics.json describe the weights next to them (the scores in the card
- * are metrics.json's), and the resampler base, a connector swap, names the mlp base's weights as its
- * init by their digest.
+ * are metrics.json's); the mlp base's card states its whole recipe, and the resampler base, a
+ * connector swap, names its init (the previous mlp base) by a digest that card records.
  */
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Runtime } from '@keel/kernels';
@@ -36,10 +35,21 @@ describe.each(ARCH_NAMES)('the bundled %s base', (arch) => {
   });
 });
 
-it("the resampler base's init is the mlp base's weights, its connector fresh", async () => {
+it("the mlp base kept its vision tower frozen, and its card names every run of its recipe", async () => {
+  const dir = bundledBasePath('mlp');
+  const metrics = JSON.parse(await readFile(join(dir, 'metrics.json'), 'utf8'));
+  const card = await readFile(join(dir, 'README.md'), 'utf8');
+  expect(metrics.freeze).toEqual(['vision_tower.**']);
+  // a continuation: the card states the run that made its init weights, and the tower graft before it
+  expect(card).toContain(metrics.init.command);
+  expect(card).toContain('scripts/recipes/graft-tower.ts');
+});
+
+it("the resampler base's init is the previous mlp base (step 1 of the mlp card's recipe), its connector fresh", async () => {
   const metrics = JSON.parse(await readFile(join(bundledBasePath('resampler'), 'metrics.json'), 'utf8'));
-  const mlpWeights = await readFile(join(bundledBasePath('mlp'), 'model.safetensors'));
-  expect(metrics.init.digest).toBe(`sha256:${createHash('sha256').update(mlpWeights).digest('hex')}`);
+  const mlpCard = await readFile(join(bundledBasePath('mlp'), 'README.md'), 'utf8');
+  expect(metrics.init.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+  expect(mlpCard).toContain(metrics.init.digest.slice('sha256:'.length));
   expect(metrics.init.connectorSwap).toEqual({ from: 'mlp', fresh: 'multi_modal_projector.' });
-  expect(metrics.init.command).toBe(JSON.parse(await readFile(join(bundledBasePath('mlp'), 'metrics.json'), 'utf8')).command);
+  expect(mlpCard).toContain(metrics.init.command);
 });
