@@ -24,6 +24,6 @@ for (const [name, t] of b.tensors) {
   n++;
 }
 if (n === 0) throw new Error(`graft-tower: ${donor} has no vision_tower.* tensors`);
-await saveModelFiles(out, { config: a.config, tensors, tokenizer: a.tokenizer });
+await saveModelFiles(out, { config: a.config, tensors, ...(a.tokenizer ? { tokenizer: a.tokenizer } : {}) });
 if (existsSync(`${base}/metrics.json`)) copyFileSync(`${base}/metrics.json`, `${out}/metrics.json`);
 console.log(`grafted ${n} vision_tower tensors of ${donor} into ${out}`);
