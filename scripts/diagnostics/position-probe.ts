@@ -11,6 +11,7 @@
  */
 import { getRuntime } from '@keel/kernels';
 import { BASE_SHAPES, COLORS, loadModel, patchTensor, placeScene, POSITIONS, Rng, sceneImage, sceneSplit, SIZES, type Split } from '@keel/mllm';
+import { fitProbe, probePredict } from './softmax-regression.js';
 
 const args = process.argv.slice(2);
 const pooled = args.includes('--pooled');
@@ -49,57 +50,16 @@ async function features(split: Split, n: number, seed: number) {
   return { x, W: x.length / n, rows: n, y };
 }
 
-type Features = Awaited<ReturnType<typeof features>>;
-
-function logits(w: Float64Array, f: Features, r: number): Float64Array {
-  const z = new Float64Array(K);
-  for (let k = 0; k < K; k++) {
-    let s = w[k * (f.W + 1) + f.W]!;
-    for (let d = 0; d < f.W; d++) s += w[k * (f.W + 1) + d]! * f.x[r * f.W + d]!;
-    z[k] = s;
-  }
-  return z;
-}
-
-/** Softmax regression by full-batch Adam (200 steps, lr 0.02). */
-function fit(f: Features): Float64Array {
-  const w = new Float64Array(K * (f.W + 1));
-  const m = new Float64Array(w.length);
-  const v = new Float64Array(w.length);
-  for (let it = 1; it <= 200; it++) {
-    const g = new Float64Array(w.length);
-    for (let r = 0; r < f.rows; r++) {
-      const z = logits(w, f, r);
-      const top = Math.max(...z);
-      let sum = 0;
-      for (let k = 0; k < K; k++) sum += (z[k] = Math.exp(z[k]! - top));
-      for (let k = 0; k < K; k++) {
-        const e = z[k]! / sum - (f.y[r] === k ? 1 : 0);
-        for (let d = 0; d < f.W; d++) g[k * (f.W + 1) + d]! += e * f.x[r * f.W + d]!;
-        g[k * (f.W + 1) + f.W]! += e;
-      }
-    }
-    for (let i = 0; i < w.length; i++) {
-      const gi = g[i]! / f.rows;
-      m[i] = 0.9 * m[i]! + 0.1 * gi;
-      v[i] = 0.999 * v[i]! + 0.001 * gi * gi;
-      w[i]! -= (0.02 * (m[i]! / (1 - 0.9 ** it))) / (Math.sqrt(v[i]! / (1 - 0.999 ** it)) + 1e-8);
-    }
-  }
-  return w;
-}
-
-function accuracy(w: Float64Array, f: Features): string {
+function accuracy(w: Float64Array, f: Awaited<ReturnType<typeof features>>): string {
   let right = 0;
   for (let r = 0; r < f.rows; r++) {
-    const z = logits(w, f, r);
-    right += z.indexOf(Math.max(...z)) === f.y[r] ? 1 : 0;
+    right += probePredict(w, f, r, K) === f.y[r] ? 1 : 0;
   }
   return `${((100 * right) / f.rows).toFixed(1)} % of ${f.rows}`;
 }
 
 const train = await features('train', Number(scenes), 1);
 const test = await features('test', Number(scenes), 2);
-const w = fit(train);
+const w = fitProbe(train, train.y, K, { steps: 200, lr: 0.02 });
 console.log(`position from ${pooled ? 'the mean patch' : patches ? 'patches' : 'image tokens'} (${train.W} features): train ${accuracy(w, train)}, held-out ${accuracy(w, test)}`);
 rt.destroy();

@@ -9,6 +9,7 @@
  */
 import { getRuntime } from '@keel/kernels';
 import { loadModel, parseScene, parseTargets, patchTensor, Rng, sceneImage, type Split } from '@keel/mllm';
+import { fitProbe, probePredict } from './softmax-regression.js';
 
 const args = process.argv.slice(2);
 const patches = args.includes('--patches');
@@ -38,52 +39,12 @@ async function features(split: Split, n: number, seed: number) {
   return { x, W: x.length / (two.length * P), rows: two.length * P, labels };
 }
 
-const logits = (w: Float64Array, x: Float32Array, W: number, r: number, K: number): Float64Array => {
-  const z = new Float64Array(K);
-  for (let k = 0; k < K; k++) {
-    let s = w[k * (W + 1) + W]!;
-    for (let d = 0; d < W; d++) s += w[k * (W + 1) + d]! * x[r * W + d]!;
-    z[k] = s;
-  }
-  return z;
-};
-
-/** Softmax regression by full-batch Adam (300 steps, lr 0.05). */
-function fit(f: Awaited<ReturnType<typeof features>>, y: number[], K: number): Float64Array {
-  const { x, W, rows } = f;
-  const w = new Float64Array(K * (W + 1));
-  const m = new Float64Array(w.length);
-  const v = new Float64Array(w.length);
-  for (let it = 1; it <= 300; it++) {
-    const g = new Float64Array(w.length);
-    for (let r = 0; r < rows; r++) {
-      const z = logits(w, x, W, r, K);
-      const top = Math.max(...z);
-      let sum = 0;
-      for (let k = 0; k < K; k++) sum += (z[k] = Math.exp(z[k]! - top));
-      for (let k = 0; k < K; k++) {
-        const e = z[k]! / sum - (y[r] === k ? 1 : 0);
-        for (let d = 0; d < W; d++) g[k * (W + 1) + d]! += e * x[r * W + d]!;
-        g[k * (W + 1) + W]! += e;
-      }
-    }
-    for (let i = 0; i < w.length; i++) {
-      const gi = g[i]! / rows;
-      m[i] = 0.9 * m[i]! + 0.1 * gi;
-      v[i] = 0.999 * v[i]! + 0.001 * gi * gi;
-      w[i]! -= (0.05 * (m[i]! / (1 - 0.9 ** it))) / (Math.sqrt(v[i]! / (1 - 0.999 ** it)) + 1e-8);
-    }
-  }
-  return w;
-}
-
 function accuracy(w: Float64Array, f: Awaited<ReturnType<typeof features>>, y: number[], K: number): string {
   let right = 0;
   let n = 0;
   for (let r = 0; r < f.rows; r++) {
     if (y[r] === 0) continue;
-    const z = logits(w, f.x, f.W, r, K);
-    right += z.indexOf(Math.max(...z)) === y[r] ? 1 : 0;
+    right += probePredict(w, f, r, K) === y[r] ? 1 : 0;
     n++;
   }
   return `${((100 * right) / n).toFixed(1)} % of ${n} object ${patches ? 'patches' : 'tokens'}`;
@@ -92,7 +53,7 @@ function accuracy(w: Float64Array, f: Awaited<ReturnType<typeof features>>, y: n
 const train = await features('train', Number(scenes), 1);
 const test = await features('test', Number(scenes), 2);
 for (const [head, K] of [['shape', 4], ['color', 7]] as const) {
-  const w = fit(train, train.labels[head], K);
+  const w = fitProbe(train, train.labels[head], K, { steps: 300, lr: 0.05 });
   console.log(`${head}: train ${accuracy(w, train, train.labels[head], K)}, held-out ${accuracy(w, test, test.labels[head], K)}`);
 }
 rt.destroy();
