@@ -1,12 +1,12 @@
 /**
  * Copies the vision tower (every `vision_tower.*` tensor) of one model directory into a copy of
  * another: the recipe step behind the bases' frozen-tower continuation (see their cards). The two
- * vision configs must be equal; everything else (connector, language model, tokenizer, config,
- * metrics.json) comes from BASE. Writes OUT as a model directory `keel pretrain --init` reads.
+ * vision configs must be equal; everything else (connector, language model, tokenizer, config) comes
+ * from BASE. Writes OUT as a model directory `keel pretrain --init` reads, without a metrics.json: no
+ * single command made these weights, so a run continued from them records no init command.
  *
  *   node --conditions=source --import tsx scripts/recipes/graft-tower.ts BASE DONOR OUT
  */
-import { copyFileSync, existsSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import { loadModelFiles, saveModelFiles } from '@keel/mllm';
 
@@ -25,5 +25,4 @@ for (const [name, t] of b.tensors) {
 }
 if (n === 0) throw new Error(`graft-tower: ${donor} has no vision_tower.* tensors`);
 await saveModelFiles(out, { config: a.config, tensors, ...(a.tokenizer ? { tokenizer: a.tokenizer } : {}) });
-if (existsSync(`${base}/metrics.json`)) copyFileSync(`${base}/metrics.json`, `${out}/metrics.json`);
 console.log(`grafted ${n} vision_tower tensors of ${donor} into ${out}`);
