@@ -34,7 +34,7 @@ describe('mergeConfig', () => {
 
   it('archConfig: schema defaults < preset < overrides', () => {
     const c = resolveConfig(archConfig('resampler', { projector: { queries: 8 }, vision: { layers: 1 } }));
-    expect(c.projector).toMatchObject({ type: 'resampler', queries: 8, layers: 2, heads: 4 });
+    expect(c.projector).toMatchObject({ type: 'resampler', queries: 8, layers: 2, heads: 4, positions: 'sincos2d' });
     expect(c.vision).toMatchObject({ imageSize: 32, patchSize: 4, layers: 1, width: resolveConfig({}).vision.width });
     expect(() => archConfig('conv' as never)).toThrow(/unknown architecture 'conv' \(known: mlp, resampler\)/);
   });

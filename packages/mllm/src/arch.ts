@@ -30,8 +30,8 @@ export const ARCHITECTURES: Readonly<Record<ArchName, Architecture>> = {
     config: { vision: { imageSize: 32, patchSize: 4, layers: 3 }, projector: { downsample: 2 } },
   },
   resampler: {
-    description: 'Perceiver resampler: 16 learned queries cross-attend to the 8×8 patches → 16 image tokens',
-    config: { vision: { imageSize: 32, patchSize: 4, layers: 3 }, projector: { type: 'resampler', queries: 16, layers: 2, heads: 4 } },
+    description: 'Perceiver resampler: 16 learned queries cross-attend to the 8×8 patches (2D sin-cos positions) → 16 image tokens',
+    config: { vision: { imageSize: 32, patchSize: 4, layers: 3 }, projector: { type: 'resampler', queries: 16, layers: 2, heads: 4, positions: 'sincos2d' } },
   },
 };
 

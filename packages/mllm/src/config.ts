@@ -71,10 +71,18 @@ export interface ResamplerConfig extends ProjectorCommon {
   heads: number;
   width: number;
   intermediate: number;
+  positions: ResamplerPositions;
 }
 
+/**
+ * How the resampler's queries can tell where a patch is. 'none' (Idefics2): the patch features
+ * alone. 'sincos2d': a fixed 2D sine-cosine embedding of the patch's (row, column) is added to the
+ * projected patches, so keys and values both carry position (model/resampler.ts).
+ */
+export type ResamplerPositions = 'none' | 'sincos2d';
+
 /** Sizes a resampler takes when the config leaves them out. */
-export const RESAMPLER_DEFAULTS = { queries: 16, layers: 2, heads: 4, width: 0, intermediate: 0 } as const;
+export const RESAMPLER_DEFAULTS = { queries: 16, layers: 2, heads: 4, width: 0, intermediate: 0, positions: 'none' } as const;
 const RESAMPLER_FIELDS = Object.keys(RESAMPLER_DEFAULTS) as (keyof typeof RESAMPLER_DEFAULTS)[];
 
 const nonNegativeWidth = (what: string) =>
@@ -116,12 +124,18 @@ export const projectorConfigSchema = z
     width: nonNegativeWidth('width').optional(),
     /** resampler — hidden width of each block's MLP; 0 = 4·Wr (default). */
     intermediate: nonNegativeWidth('intermediate').optional(),
+    /**
+     * resampler — patch positions for the queries: 'none' (default, Idefics2; every checkpoint
+     * written before this key) or 'sincos2d' (a fixed 2D sin-cos table added to the projected
+     * patches; the --arch resampler preset). See ResamplerPositions.
+     */
+    positions: z.enum(['none', 'sincos2d']).optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
     const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
     if (p.type === 'mlp') {
-      for (const f of RESAMPLER_FIELDS) if (p[f] !== undefined) issue(f, `${f} is a resampler size; it needs type 'resampler' (type is 'mlp')`);
+      for (const f of RESAMPLER_FIELDS) if (p[f] !== undefined) issue(f, `${f} is a resampler setting; it needs type 'resampler' (type is 'mlp')`);
       return;
     }
     if (p.hidden !== 0) issue('hidden', `hidden ${p.hidden} is the MLP projector's width; the resampler's MLP width is 'intermediate'`);
@@ -141,6 +155,7 @@ function canonicalProjector(p: z.output<typeof projectorConfigSchema>): MlpProje
     heads: p.heads ?? r.heads,
     width: p.width ?? r.width,
     intermediate: p.intermediate ?? r.intermediate,
+    positions: p.positions ?? r.positions,
   };
 }
 

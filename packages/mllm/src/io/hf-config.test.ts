@@ -52,7 +52,7 @@ describe('toHfConfig / fromHfConfig', () => {
   });
 
   it('round-trips a resampler config, every resampler size non-default, under the resampler_* keys', () => {
-    const c = resolveConfig({ projector: { type: 'resampler', act: 'gelu_erf', queries: 7, layers: 3, heads: 2, width: 32, intermediate: 48 } });
+    const c = resolveConfig({ projector: { type: 'resampler', act: 'gelu_erf', queries: 7, layers: 3, heads: 2, width: 32, intermediate: 48, positions: 'sincos2d' } });
     const hf = toHfConfig(c);
     expect(hf).toMatchObject({
       projector_type: 'resampler',
@@ -62,15 +62,17 @@ describe('toHfConfig / fromHfConfig', () => {
       resampler_n_heads: 2,
       resampler_hidden_size: 32,
       resampler_intermediate_size: 48,
+      resampler_positions: 'sincos2d',
       image_seq_length: 7,
     });
     expect('projector_downsample' in hf || 'projector_hidden_size' in hf).toBe(false);
     expect(fromHfConfig(JSON.parse(JSON.stringify(hf)), 'config.json')).toEqual(c);
     for (const [k, v] of Object.entries(RESAMPLER_DEFAULTS)) expect(c.projector[k as keyof typeof c.projector], `projector.${k}`).not.toEqual(v);
-    // widths left at 0 (= text width, 4·width) are not written, and read back as 0
+    // widths left at 0 (= text width, 4·width) are not written, and read back as 0; positions
+    // 'none' is not written, so a checkpoint from before the key reads as what it is
     const d = resolveConfig({ projector: { type: 'resampler' } });
     const hd = toHfConfig(d);
-    expect('resampler_hidden_size' in hd || 'resampler_intermediate_size' in hd).toBe(false);
+    expect('resampler_hidden_size' in hd || 'resampler_intermediate_size' in hd || 'resampler_positions' in hd).toBe(false);
     expect(fromHfConfig(JSON.parse(JSON.stringify(hd)), 'config.json')).toEqual(d);
   });
 
@@ -141,10 +143,12 @@ describe('toHfConfig / fromHfConfig', () => {
     ['keel cross-field checks, in HF names', (h) => (h.text_config.num_key_value_heads = 3), /text_config\.num_key_value_heads: heads 4 is not a multiple of kvHeads 3/],
     ['an image token outside the vocabulary', (h) => (h.image_token_index = 999), /image_token_index: imageTokenId 999 is outside the vocabulary/],
     ['an unknown projector_type', (h) => (h.projector_type = 'qformer'), /projector_type: "qformer" is not supported: keel's projectors are 'mlp' \(LLaVA\) and 'resampler' \(Perceiver\)/],
-    ['a resampler key without projector_type', (h) => (h.resampler_n_latents = 8), /resampler_n_latents: queries is a resampler size; it needs type 'resampler' \(type is 'mlp'\)/],
-    ['a resampler key with projector_type mlp', (h) => Object.assign(h, { projector_type: 'mlp', resampler_depth: 2 }), /resampler_depth: layers is a resampler size/],
+    ['a resampler key without projector_type', (h) => (h.resampler_n_latents = 8), /resampler_n_latents: queries is a resampler setting; it needs type 'resampler' \(type is 'mlp'\)/],
+    ['a resampler key with projector_type mlp', (h) => Object.assign(h, { projector_type: 'mlp', resampler_depth: 2 }), /resampler_depth: layers is a resampler setting/],
     ['projector_downsample with the resampler', (h) => Object.assign(h, { projector_type: 'resampler', projector_downsample: 2, image_seq_length: 16 }), /projector_downsample: downsample 2 must be 1 with the resampler/],
     ['resampler heads that do not divide its width', (h) => Object.assign(h, { projector_type: 'resampler', resampler_n_heads: 3, image_seq_length: 16 }), /resampler_n_heads: resampler width 128 \(the text width\) is not divisible by heads 3/],
+    ['unknown resampler positions', (h) => Object.assign(h, { projector_type: 'resampler', resampler_positions: 'rope' }), /resampler_positions: "rope" is not supported: keel's resampler positions are 'none' and 'sincos2d'/],
+    ['resampler positions with the MLP', (h) => (h.resampler_positions = 'sincos2d'), /resampler_positions: positions is a resampler setting; it needs type 'resampler'/],
     ['a zero resampler size', (h) => Object.assign(h, { projector_type: 'resampler', resampler_depth: 0 }), /resampler_depth: expected a positive integer, got 0/],
     ['an image_seq_length that disagrees with the resampler', (h) => Object.assign(h, { projector_type: 'resampler', resampler_n_latents: 5 }), /image_seq_length: 16 disagrees with resampler_n_latents = 5 image tokens/],
   ])('rejects %s, naming the field', (_, edit, message) => {

@@ -17,6 +17,8 @@
  *     only when non-zero: 0 = text width and 4·width). A resampler checkpoint still says
  *     LlavaForConditionalGeneration, but transformers cannot load it: its LLaVA ignores these keys
  *     and expects the MLP's multi_modal_projector.linear_{1,2} weights.
+ *   projector.positions → resampler_positions (keel extension, written only for 'sincos2d'; absent =
+ *     'none', which is what every resampler checkpoint written before the key means)
  *   vision.{imageSize, patchSize, channels, width, layers, heads, intermediate, layerNormEps, act}
  *     → vision_config.{image_size, patch_size, num_channels, hidden_size, num_hidden_layers,
  *        num_attention_heads, intermediate_size, layer_norm_eps, hidden_act}
@@ -70,6 +72,7 @@ export interface HfLlavaConfig {
   resampler_n_heads?: number;
   resampler_hidden_size?: number;
   resampler_intermediate_size?: number;
+  resampler_positions?: 'sincos2d';
   vision_feature_layer: -1;
   vision_feature_select_strategy: 'default';
   /** Mirrors text_config.tie_word_embeddings: transformers releases differ in which one they read. */
@@ -114,6 +117,7 @@ function resamplerKeys(p: ProjectorConfig): Partial<HfLlavaConfig> {
     resampler_n_heads: p.heads,
     ...(p.width ? { resampler_hidden_size: p.width } : {}),
     ...(p.intermediate ? { resampler_intermediate_size: p.intermediate } : {}),
+    ...(p.positions !== 'none' ? { resampler_positions: p.positions } : {}),
   };
 }
 
@@ -228,6 +232,7 @@ const hfLlavaSchema = z.object({
   resampler_n_heads: size.optional(),
   resampler_hidden_size: size.optional(),
   resampler_intermediate_size: size.optional(),
+  resampler_positions: z.enum(['none', 'sincos2d'], { error: (iss) => `${JSON.stringify(iss.input)} is not supported: keel's resampler positions are 'none' and 'sincos2d'` }).optional(),
   multimodal_projector_bias: exactly(true, "keel's projector has biases").optional(),
   vision_feature_layer: exactly(-1, 'keel feeds the projector the last encoder layer (-1); HF defaults to -2 when absent'),
   vision_feature_select_strategy: exactly('default', "keel drops the CLS token ('default')").default('default'),
@@ -249,6 +254,7 @@ const HF_PATH: Record<string, string> = {
   'projector.heads': 'resampler_n_heads',
   'projector.width': 'resampler_hidden_size',
   'projector.intermediate': 'resampler_intermediate_size',
+  'projector.positions': 'resampler_positions',
   'vision.imageSize': 'vision_config.image_size',
   'vision.patchSize': 'vision_config.patch_size',
   'vision.channels': 'vision_config.num_channels',
@@ -312,6 +318,7 @@ export function fromHfConfig(json: unknown, source: string): MllmConfig {
         heads: h.resampler_n_heads,
         width: h.resampler_hidden_size,
         intermediate: h.resampler_intermediate_size,
+        positions: h.resampler_positions,
       }),
     },
     vision: {

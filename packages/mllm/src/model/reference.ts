@@ -181,7 +181,7 @@ function imageTokens(w: Weights, c: MllmConfig, image: ArrayLike<number>): Mat {
 
 /**
  * Patch features (P, Wv) → image tokens (Q, W) by the resampler: latents z cross-attend to
- * [LN(x); LN(z)] with x = the projected patches, then a GELU MLP, both pre-LN and residual; a final
+ * [LN(x) (+ the 2D sin-cos patch positions); LN(z)] with x = the projected patches, then a GELU MLP, both pre-LN and residual; a final
  * LN, and a Linear to the text width when the resampler's width differs.
  */
 function resample(w: Weights, c: MllmConfig, feats: Mat, P: number): Mat {
@@ -194,11 +194,14 @@ function resample(w: Weights, c: MllmConfig, feats: Mat, P: number): Mat {
   const act = c.projector.act === 'gelu' ? geluTanh : geluErf;
   const x = lin('modality_projection', feats, P, Wv, Wr);
   let z: Mat = Float64Array.from(get(w, `${m}latents`, Q * Wr));
+  const pos = c.projector.type === 'resampler' && c.projector.positions === 'sincos2d' ? sinCosPositions(Math.sqrt(P), Wr) : null;
   for (let l = 0; l < layers; l++) {
     const L = `layers.${l}.`;
     const zn = norm(`${L}input_latents_norm`, z, Q);
     const kv = new Float64Array((P + Q) * Wr);
-    kv.set(norm(`${L}input_context_norm`, x, P));
+    const xn = norm(`${L}input_context_norm`, x, P);
+    if (pos) for (let i = 0; i < P * Wr; i++) xn[i] = xn[i]! + pos[i]!;
+    kv.set(xn);
     kv.set(zn, P * Wr);
     const q = lin(`${L}cross_attn.q_proj`, zn, Q, Wr, Wr);
     const a = attend(q, lin(`${L}cross_attn.k_proj`, kv, P + Q, Wr, Wr), lin(`${L}cross_attn.v_proj`, kv, P + Q, Wr, Wr), Q, P + Q, H, H, Wr / H, false, null);
@@ -208,6 +211,28 @@ function resample(w: Weights, c: MllmConfig, feats: Mat, P: number): Mat {
   }
   const out = norm('norm', z, Q);
   return Wr === W ? out : lin('output_projection', out, Q, Wr, W);
+}
+
+/**
+ * positions 'sincos2d': patch p = (row r, column c) of the g×g grid → [sin(r·ω_i), cos(r·ω_i),
+ * sin(c·ω_i), cos(c·ω_i)], i < Wr/4, ω_i = 10000^(−4i/Wr), in float64.
+ */
+function sinCosPositions(g: number, Wr: number): Mat {
+  const f = Wr / 4;
+  const out = new Float64Array(g * g * Wr);
+  for (let r = 0; r < g; r++) {
+    for (let col = 0; col < g; col++) {
+      const row = out.subarray((r * g + col) * Wr, (r * g + col + 1) * Wr);
+      for (let i = 0; i < f; i++) {
+        const w = Math.pow(10000, (-4 * i) / Wr);
+        row[i] = Math.sin(r * w);
+        row[f + i] = Math.cos(r * w);
+        row[2 * f + i] = Math.sin(col * w);
+        row[3 * f + i] = Math.cos(col * w);
+      }
+    }
+  }
+  return out;
 }
 
 /** (g², C) patch features → ((g/d)², d²·C): token (by, bx) = patches (by·d + dy, bx·d + dx) in (dy, dx, c) order. */

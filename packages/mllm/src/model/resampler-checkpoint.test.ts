@@ -29,7 +29,7 @@ afterAll(async () => {
 const tok = WordTokenizer.fromWords(['what', 'color', 'is', 'it', '?', 'red', 'blue']);
 const config: MllmConfigInput = {
   vision: { imageSize: 8, patchSize: 4, width: 16, layers: 1, heads: 2, intermediate: 16 },
-  projector: { type: 'resampler', queries: 3, layers: 2, heads: 2, width: 8, intermediate: 12, act: 'gelu_erf' },
+  projector: { type: 'resampler', queries: 3, layers: 2, heads: 2, width: 8, intermediate: 12, act: 'gelu_erf', positions: 'sincos2d' },
   text: { vocabSize: tok.vocabSize, width: 16, layers: 1, heads: 2, kvHeads: 2, intermediate: 16 },
   imageTokenId: tok.specials.image,
 };
@@ -47,7 +47,7 @@ describe('resampler checkpoint', () => {
     const out = join(dir, 'resampler');
     await saveModel(out, model, tok);
     const json = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
-    expect(json).toMatchObject({ projector_type: 'resampler', resampler_n_latents: 3, resampler_depth: 2, resampler_n_heads: 2, resampler_hidden_size: 8, image_seq_length: 3 });
+    expect(json).toMatchObject({ projector_type: 'resampler', resampler_n_latents: 3, resampler_depth: 2, resampler_n_heads: 2, resampler_hidden_size: 8, resampler_positions: 'sincos2d', image_seq_length: 3 });
     const loaded = await loadModel(rt, out);
     expect(loaded.unused).toEqual([]);
     expect(loaded.model.config).toEqual(model.config);

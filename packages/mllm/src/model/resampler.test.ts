@@ -13,7 +13,7 @@ import { collate } from './collate.js';
 import { generate } from './generate.js';
 import { MultimodalModel } from './mllm.js';
 import { referenceLogits } from './reference.js';
-import { Resampler, resamplerParameterShapes } from './resampler.js';
+import { Resampler, resamplerParameterShapes, sincos2d } from './resampler.js';
 
 let rt: Runtime;
 beforeAll(async () => {
@@ -52,7 +52,7 @@ function worstError(got: ArrayLike<number>, want: ArrayLike<number>): number {
 describe('resampler config', () => {
   it('fills the resampler defaults, leaves MLP configs without resampler keys, and re-parses both', () => {
     const r = resolveConfig({ projector: { type: 'resampler' } });
-    expect(r.projector).toEqual({ type: 'resampler', hidden: 0, act: 'gelu', downsample: 1, queries: 16, layers: 2, heads: 4, width: 0, intermediate: 0 });
+    expect(r.projector).toEqual({ type: 'resampler', hidden: 0, act: 'gelu', downsample: 1, queries: 16, layers: 2, heads: 4, width: 0, intermediate: 0, positions: 'none' });
     expect(resamplerSizes(r)).toEqual({ queries: 16, layers: 2, heads: 4, width: r.text.width, intermediate: 4 * r.text.width });
     expect(imageTokenCount(resolveConfig({ projector: { type: 'resampler', queries: 5 } }))).toBe(5);
     const mlp = resolveConfig();
@@ -62,7 +62,7 @@ describe('resampler config', () => {
   });
 
   it.each<[string, MllmConfigInput['projector'], RegExp]>([
-    ['a resampler size with the MLP projector', { queries: 8 }, /projector\.queries: queries is a resampler size; it needs type 'resampler' \(type is 'mlp'\)/],
+    ['a resampler size with the MLP projector', { queries: 8 }, /projector\.queries: queries is a resampler setting; it needs type 'resampler' \(type is 'mlp'\)/],
     ['zero queries', { type: 'resampler', queries: 0 }, /projector\.queries: Too small/],
     ['heads that do not divide the width', { type: 'resampler', width: 24, heads: 5 }, /projector\.heads: resampler width 24 is not divisible by heads 5/],
     ['a head dim the attention kernel lacks', { type: 'resampler', heads: 64 }, /projector\.heads: resampler head dim 2 = width 128 \(the text width\) \/ heads 64 must be a multiple of 4/],
@@ -70,6 +70,8 @@ describe('resampler config', () => {
     ['the MLP hidden width with the resampler', { type: 'resampler', hidden: 32 }, /projector\.hidden: hidden 32 is the MLP projector's width; the resampler's MLP width is 'intermediate'/],
     ['more queries than positions', { type: 'resampler', queries: 128 }, /text\.maxPositions: maxPositions 128 leaves no room for text after 128 image tokens/],
     ['an unknown type', { type: 'qformer' as 'mlp' }, /projector\.type: Invalid option/],
+    ['positions with the MLP projector', { positions: 'sincos2d' }, /projector\.positions: positions is a resampler setting; it needs type 'resampler'/],
+    ['unknown positions', { type: 'resampler', positions: 'learned' as 'none' }, /projector\.positions: Invalid option/],
   ])('rejects %s, naming the field', (_, projector, message) => {
     expect(() => resolveConfig({ projector }, 'cfg')).toThrow(message);
   });
@@ -94,6 +96,7 @@ describe('Resampler', () => {
   for (const [label, projector] of [
     ['width 8 → output projection, exact GELU', { type: 'resampler', queries: 3, heads: 2, width: 8, intermediate: 12, act: 'gelu_erf' }],
     ['width 0 = text width, no output projection', { type: 'resampler', queries: 3, layers: 1, heads: 4 }],
+    ['sincos2d patch positions, two layers', { type: 'resampler', queries: 3, heads: 2, width: 8, positions: 'sincos2d' }],
   ] as const) {
     it(`the whole model matches the float64 reference (${label})`, async () => {
       const model = new MultimodalModel(rt, small(projector), { seed: 7 });
@@ -123,10 +126,43 @@ describe('Resampler', () => {
     });
   }
 
+  it('sincos2d: the fixed table of (row, column), and it is what tells the queries where a patch is', async () => {
+    const t = sincos2d(2, 8); // f = 2: ω = 1, 0.01
+    const at = (p: number) => Array.from(t.subarray(p * 8, (p + 1) * 8));
+    const c1 = Math.cos(1);
+    const s1 = Math.sin(1);
+    const c01 = Math.cos(0.01);
+    const s01 = Math.sin(0.01);
+    for (const [p, want] of [
+      [0, [0, 0, 1, 1, 0, 0, 1, 1]], // row 0, column 0
+      [1, [0, 0, 1, 1, s1, s01, c1, c01]], // row 0, column 1
+      [2, [s1, s01, c1, c01, 0, 0, 1, 1]], // row 1, column 0
+    ] as const) {
+      at(p).forEach((v, i) => expect(v, `pos[${p}][${i}]`).toBeCloseTo(want[i]!, 6));
+    }
+    expect(() => sincos2d(2, 6)).toThrow(/sincos2d: width 6 is not a multiple of 4/);
+    // Without positions the resampler's output is invariant to the order of the patches it is
+    // given (attention is permutation-invariant over keys); with them it is not.
+    for (const positions of ['none', 'sincos2d'] as const) {
+      const cfg = resolveConfig(small({ type: 'resampler', queries: 3, heads: 2, width: 8, positions }));
+      const r = new Resampler(rt, cfg, 5);
+      const P = 4;
+      const Wv = cfg.vision.width;
+      const feats = Float32Array.from({ length: P * Wv }, (_, i) => Math.sin(i * 0.7));
+      const swapped = new Float32Array(feats.length);
+      for (let p = 0; p < P; p++) swapped.set(feats.subarray(((p + 1) % P) * Wv, (((p + 1) % P) + 1) * Wv), p * Wv);
+      const run = (x: Float32Array) => noGrad(() => tidy(() => r.forward(tensor(rt, x, [1, P, Wv])))).toArray();
+      const diff = worstError((await run(swapped)) as Float32Array, (await run(feats)) as Float32Array);
+      if (positions === 'none') expect(diff).toBeLessThan(1e-5);
+      else expect(diff).toBeGreaterThan(1e-2);
+      r.dispose();
+    }
+  });
+
   it('passes gradcheck through the cross-attention (latents, norms, projections) into the ViT', async () => {
     const tiny: MllmConfigInput = {
       vision: { imageSize: 4, patchSize: 2, width: 8, layers: 1, heads: 2, intermediate: 8 },
-      projector: { type: 'resampler', queries: 2, layers: 1, heads: 2, width: 16, intermediate: 8 },
+      projector: { type: 'resampler', queries: 2, layers: 1, heads: 2, width: 16, intermediate: 8, positions: 'sincos2d' },
       text: { vocabSize: tok.vocabSize, width: 8, layers: 1, heads: 2, kvHeads: 1, intermediate: 8, maxPositions: 20, tieEmbeddings: false },
       imageTokenId: tok.specials.image,
     };

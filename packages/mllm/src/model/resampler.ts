@@ -6,7 +6,7 @@
  *   z   = latents                                                        (Bi, Q, Wr)
  *   per layer:
  *     zn  = input_latents_norm(z)
- *     kv  = concat(input_context_norm(x), zn)                            (Bi, P + Q, Wr)
+ *     kv  = concat(input_context_norm(x) [+ pos], zn)                   (Bi, P + Q, Wr)
  *     z   = z + o_proj(attn(q_proj(zn), k_proj(kv), v_proj(kv)))
  *     z   = z + fc2(gelu(fc1(post_attention_layernorm(z))))
  *   out = output_projection(norm(z))                                     (Bi, Q, W)
@@ -15,6 +15,19 @@
  * The context x is the same in every layer; only the latents are updated. output_projection exists
  * only when Wr ≠ W (Idefics2 has none: its resampler runs at the text width). Every LayerNorm uses
  * vision.layerNormEps; every Linear has a bias, like the MLP projector's.
+ *
+ * Patch positions (`projector.positions`). Attention is permutation-invariant over its keys, so with
+ * 'none' (Idefics2) a query learns where a patch is only from what the vision tower left of its
+ * position embedding in the features, which is slow to learn: a keel resampler trained so stayed at
+ * chance on "where" questions while binding colour to shape (base-resampler/README.md). 'sincos2d'
+ * adds pos = sincos2d(row, column) (P, Wr), a fixed table (no parameter, nothing in the checkpoint),
+ * to each layer's normalized context, as Qwen-VL's resampler adds its 2D sin-cos table to the
+ * normalized keys. Unlike Qwen-VL it goes into the values too: an image token must carry the
+ * position of what it read, since the language model sees only the tokens. Added after the norm, it
+ * has a fixed size beside the unit-variance context (each entry in [−1, 1], mean square 1/2).
+ * The table (MAE's 2D sin-cos): with f = Wr / 4 and ω_i = 10000^(−i/f), i < f, patch p at row
+ * r = ⌊p / g⌋ and column c = p mod g of the g×g grid has
+ *   pos[p] = [sin(r·ω), cos(r·ω), sin(c·ω), cos(c·ω)]   (four blocks of f; Wr is a multiple of 4).
  *
  * Names follow HF Idefics2's perceiver (`latents`, `layers.{i}.input_latents_norm`,
  * `input_context_norm`, `post_attention_layernorm`, `norm`, `modality_projection`) under keel's
@@ -26,7 +39,7 @@
  * Non-goals: Idefics2's grouped-query attention and RMSNorm, weight compatibility with Idefics2.
  */
 import type { Runtime } from '@keel/kernels';
-import { Activation, LayerNorm, Linear, Module, ModuleList, add, attention, concat, expand, randn, reshape, type Parameter, type Tensor } from '@keel/autograd';
+import { Activation, LayerNorm, Linear, Module, ModuleList, add, attention, concat, expand, randn, reshape, tensor, type Parameter, type Tensor } from '@keel/autograd';
 import { resamplerSizes, type MllmConfig } from '../config.js';
 import { seedStream } from './seeds.js';
 import { mergeHeads, splitHeads } from './vision.js';
@@ -92,10 +105,11 @@ export class ResamplerLayer extends Module {
     this.post_attention_layernorm = this.module('post_attention_layernorm', new LayerNorm(rt, s.width, eps));
     this.mlp = this.module('mlp', new ResamplerMlp(rt, s, c.projector.act, seed));
   }
-  /** z (Bi, Q, Wr), context x (Bi, P, Wr) → z (Bi, Q, Wr). */
-  forward(z: Tensor, x: Tensor): Tensor {
+  /** z (Bi, Q, Wr), context x (Bi, P, Wr), patch positions (P, Wr) or null → z (Bi, Q, Wr). */
+  forward(z: Tensor, x: Tensor, pos: Tensor | null = null): Tensor {
     const zn = this.input_latents_norm.forward(z);
-    const kv = concat([this.input_context_norm.forward(x), zn], 1);
+    const xn = this.input_context_norm.forward(x);
+    const kv = concat([pos ? add(xn, pos) : xn, zn], 1);
     z = add(z, this.cross_attn.forward(zn, kv));
     return add(z, this.mlp.forward(this.post_attention_layernorm.forward(z)));
   }
@@ -110,10 +124,17 @@ export class Resampler extends Module {
   /** Null when Wr = W: the final norm's output is already in the text width. */
   readonly output_projection: Linear | null;
   private readonly sizes: Sizes;
-  constructor(rt: Runtime, c: MllmConfig, seed: number) {
+  /** The sincos2d table (P·Wr, row-major), uploaded per forward; null for positions 'none'. */
+  private readonly positions: Float32Array | null;
+  constructor(
+    private readonly rt: Runtime,
+    c: MllmConfig,
+    seed: number,
+  ) {
     super();
     const s = resamplerSizes(c);
     this.sizes = s;
+    this.positions = c.projector.type === 'resampler' && c.projector.positions === 'sincos2d' ? sincos2d(c.vision.imageSize / c.vision.patchSize, s.width) : null;
     const next = seedStream(seed);
     // small random latents (Perceiver's init): identical ones would stay identical, as every query
     // would read the same mixture of patches
@@ -127,10 +148,32 @@ export class Resampler extends Module {
     const { queries: Q, width: Wr } = this.sizes;
     const x = this.modality_projection.forward(patches);
     let z = expand(reshape(this.latents, [1, Q, Wr]), [patches.shape[0]!, Q, Wr]);
-    for (const layer of this.layers) z = layer.forward(z, x);
+    const pos = this.positions ? tensor(this.rt, this.positions, [this.positions.length / Wr, Wr]) : null;
+    if (pos && pos.shape[0] !== patches.shape[1]) throw new Error(`Resampler: ${patches.shape[1]} patches per image, but the position table is for ${pos.shape[0]}`);
+    for (const layer of this.layers) z = layer.forward(z, x, pos);
     const out = this.norm.forward(z);
     return this.output_projection ? this.output_projection.forward(out) : out;
   }
+}
+
+/** The fixed 2D sin-cos patch positions of a g×g grid at width Wr (file comment), (g², Wr) row-major. */
+export function sincos2d(g: number, width: number): Float32Array {
+  if (width % 4 !== 0) throw new Error(`sincos2d: width ${width} is not a multiple of 4`);
+  const f = width / 4;
+  const out = new Float32Array(g * g * width);
+  for (let p = 0; p < g * g; p++) {
+    const r = Math.floor(p / g);
+    const col = p % g;
+    for (let i = 0; i < f; i++) {
+      const w = 10000 ** (-i / f);
+      const o = p * width + i;
+      out[o] = Math.sin(r * w);
+      out[o + f] = Math.cos(r * w);
+      out[o + 2 * f] = Math.sin(col * w);
+      out[o + 3 * f] = Math.cos(col * w);
+    }
+  }
+  return out;
 }
 
 /** Every resampler parameter with its shape, under `multi_modal_projector.`, in model order. */

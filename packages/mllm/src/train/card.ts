@@ -9,7 +9,7 @@ import type { PretrainResult } from './pretrain.js';
 function connectorLine(c: MllmConfig): string {
   if (c.projector.type === 'resampler') {
     const r = resamplerSizes(c);
-    return `Perceiver-style resampler, ${r.queries} learned queries cross-attending to the patches, ${r.layers} layers of width ${r.width}, ${r.heads} heads`;
+    return `Perceiver-style resampler, ${r.queries} learned queries cross-attending to the patches, ${r.layers} layers of width ${r.width}, ${r.heads} heads${c.projector.positions === 'sincos2d' ? ', fixed 2D sin-cos patch positions added to the keys and values' : ', no patch positions'}`;
   }
   const d = c.projector.downsample;
   return `${d > 1 ? `VILA-style ${d}×${d} patch merge, then a ` : 'LLaVA-1.5 '}2-layer GELU MLP`;

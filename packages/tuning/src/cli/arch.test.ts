@@ -81,7 +81,7 @@ describe('keel pretrain --arch', () => {
     expect(last()).toMatch(/--config \S*bad\.json: projector\.type "mlp" disagrees with --arch resampler/);
     await writeFile(cfg, JSON.stringify({ projector: { queries: 4 } }));
     expect(await main(['pretrain', '--config', cfg, '--out', join(dir, 'never')])).toBe(2);
-    expect(last()).toMatch(/--config \S*bad\.json: projector\.queries: queries is a resampler size.*on the --arch mlp preset/);
+    expect(last()).toMatch(/--config \S*bad\.json: projector\.queries: queries is a resampler setting.*on the --arch mlp preset/);
   });
 });
 
