@@ -1,9 +1,11 @@
 /**
  * The bases shipped in @keel/mllm (one per architecture preset): each loads as the architecture it
  * is filed under, its card and metrics.json describe the weights next to them (the scores in the card
- * are metrics.json's); the mlp base's card states its whole recipe, and the resampler base, a
- * connector swap, names its init (the previous mlp base) by a digest that card records.
+ * are metrics.json's); the mlp base's card states its whole recipe, and the resampler base is a
+ * connector swap from it: its init digest is the mlp base's weights', its vision tower is that
+ * base's frozen tower, bit for bit.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Runtime } from '@keel/kernels';
@@ -45,11 +47,25 @@ it("the mlp base kept its vision tower frozen, and its card names every run of i
   expect(card).toContain('scripts/recipes/graft-tower.ts');
 });
 
-it("the resampler base's init is the previous mlp base (step 1 of the mlp card's recipe), its connector fresh", async () => {
-  const metrics = JSON.parse(await readFile(join(bundledBasePath('resampler'), 'metrics.json'), 'utf8'));
-  const mlpCard = await readFile(join(bundledBasePath('mlp'), 'README.md'), 'utf8');
-  expect(metrics.init.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
-  expect(mlpCard).toContain(metrics.init.digest.slice('sha256:'.length));
+it("the resampler base is a connector swap from the bundled mlp base: that base's tower, bit for bit, and sin-cos patch positions", async () => {
+  const dir = bundledBasePath('resampler');
+  const mlpDir = bundledBasePath('mlp');
+  const metrics = JSON.parse(await readFile(join(dir, 'metrics.json'), 'utf8'));
+  const mlpMetrics = JSON.parse(await readFile(join(mlpDir, 'metrics.json'), 'utf8'));
+  const digest = createHash('sha256').update(await readFile(join(mlpDir, 'model.safetensors'))).digest('hex');
+  expect(metrics.init.digest).toBe(`sha256:${digest}`);
+  expect(metrics.init.command).toBe(mlpMetrics.command);
   expect(metrics.init.connectorSwap).toEqual({ from: 'mlp', fresh: 'multi_modal_projector.' });
-  expect(mlpCard).toContain(metrics.init.command);
+  expect(metrics.freeze).toEqual(['vision_tower.**']);
+  const [resampler, mlp] = await Promise.all([loadCheckpoint(rt, dir), loadCheckpoint(rt, mlpDir)]);
+  try {
+    expect(resampler.model.config.projector).toMatchObject({ type: 'resampler', positions: 'sincos2d' });
+    const mlpParams = mlp.model.namedParameters();
+    const tower = [...resampler.model.namedParameters()].filter(([n]) => n.startsWith('vision_tower.'));
+    expect(tower.length).toBe([...mlpParams.keys()].filter((n) => n.startsWith('vision_tower.')).length);
+    for (const [name, p] of tower) expect(await p.toArray(), name).toEqual(await mlpParams.get(name)!.toArray());
+  } finally {
+    resampler.model.dispose();
+    mlp.model.dispose();
+  }
 });
