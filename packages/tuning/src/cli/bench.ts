@@ -19,12 +19,13 @@
  *     archs: ['mlp', …],                      run order
  *     base: { U, T: { <task>: T₀ } },         archs[0]'s base: the pre-arch shape, unchanged
  *     bases: { <arch>: { U, T: { … } }, … },  every arch's base (one key for one arch)
- *     rows: [{ strategy, task, arch, T, U, H, E, F, O, trainable, trainable_pct,
+ *     rows: [{ strategy, task, arch, lr, T, U, H, E, F, O, trainable, trainable_pct,
  *              extra_state_bytes, peak_mb, sec_per_step, sec }, …],   E, F against bases[arch]
  *     ranking?: { archs, tasks: [{ task, strategies, rankings, pairs: [{ a, b, tau }] }],
  *                 meanTau, verdict },       only with ≥ 2 archs
  *     steps, batch, evalCount, seed
  *   }
+ * `lr` is the peak learning rate the row ran with: the suite's, or `--lr NAME=LR`'s (sweeps).
  * `bases` is there for one arch too, so a reader needs no branch on the count, and `base` stays for
  * readers of single-architecture files. `--quick` runs the quick subset on one task with a shorter
  * budget (under 10 minutes on a 2-core CPU with lavapipe, per architecture).
@@ -58,6 +59,7 @@ interface BenchFlags {
   seed: number;
   out: string;
   json?: string;
+  lr?: Record<string, number>;
 }
 
 /** The suite rows named by --strategies (labels or strategy names, comma-separated), in suite order. */
@@ -69,6 +71,33 @@ export function selectSuite(list: string | undefined, quick: boolean): SuiteEntr
   if (unknown.length) throw new UsageError(`--strategies: unknown ${unknown.map((u) => `'${u}'`).join(', ')}; the suite has ${BENCH_SUITE.map((e) => e.label).join(', ')}`);
   // a strategy name selects its first suite row; a label selects exactly that row
   return BENCH_SUITE.filter((e) => wanted.includes(e.label) || (wanted.includes(e.config.strategy) && BENCH_SUITE.find((f) => f.config.strategy === e.config.strategy) === e));
+}
+
+/**
+ * `--lr full=3e-4,spider=3e-3`: learning rates that replace the suite's for the named rows (labels
+ * or strategy names, as --strategies), for sweeps; every key must name a row that runs.
+ */
+export function parseLrOverrides(v: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([^=\s]+)=(.+)$/.exec(part);
+    if (!m) throw new InvalidArgumentError(`'${part}' is not NAME=LR (e.g. spider=3e-3)`);
+    const lr = Number(m[2]);
+    if (!Number.isFinite(lr) || lr <= 0) throw new InvalidArgumentError(`${m[1]}: lr '${m[2]}' is not a positive number`);
+    if (Object.hasOwn(out, m[1]!)) throw new InvalidArgumentError(`${m[1]} is given twice`);
+    out[m[1]!] = lr;
+  }
+  if (!Object.keys(out).length) throw new InvalidArgumentError('expected NAME=LR pairs, e.g. spider=3e-3');
+  return out;
+}
+
+/** The suite rows with --lr applied; a key that names no selected row is an error. */
+export function applyLrOverrides(suite: readonly SuiteEntry[], lrs: Record<string, number> | undefined): SuiteEntry[] {
+  if (!lrs) return [...suite];
+  const idle = Object.keys(lrs).filter((k) => !suite.some((e) => e.label === k || e.config.strategy === k));
+  if (idle.length) throw new UsageError(`--lr: ${idle.map((k) => `'${k}'`).join(', ')} names no strategy this bench runs (${suite.map((e) => e.label).join(', ')})`);
+  // a label wins over its strategy name (--lr full=…,projector-only=… sets each row)
+  return suite.map((e) => ({ ...e, lr: lrs[e.label] ?? lrs[e.config.strategy] ?? e.lr }));
 }
 
 export function selectTasks(list: string | undefined, quick: boolean): string[] {
@@ -117,16 +146,17 @@ export function registerBench(program: Command): void {
     .option('--seed <n>', 'seed of data and methods', (v) => positiveInt(v, true), 0)
     .option('--out <dir>', 'output directory', 'keel-bench')
     .option('--json <file>', 'also write bench.json to this path; print JSON lines instead of text')
+    .option('--lr <pairs>', "learning rates replacing the suite's, e.g. full=3e-4,spider=3e-3 (labels or strategy names)", parseLrOverrides)
     .action(async (f: BenchFlags) => {
       registerBuiltinStrategies();
-      const suite = selectSuite(f.strategies, !!f.quick);
+      const suite = applyLrOverrides(selectSuite(f.strategies, !!f.quick), f.lr);
       for (const e of suite) getStrategy(e.config.strategy); // every suite method is registered
       const tasks = selectTasks(f.tasks, !!f.quick);
       const steps = f.steps ?? (f.quick ? 100 : 300);
       const evalCount = f.eval ?? (f.quick ? 100 : 200);
       const plan = benchPlan(f.arch, f.base);
       const out = resolve(f.out);
-      const flags = `${f.quick ? ' --quick' : ''}${f.strategies ? ` --strategies ${f.strategies}` : ''}${f.tasks ? ` --tasks ${f.tasks}` : ''} --steps ${steps} --batch ${f.batch} --eval ${evalCount} --seed ${f.seed}`;
+      const flags = `${f.quick ? ' --quick' : ''}${f.strategies ? ` --strategies ${f.strategies}` : ''}${f.tasks ? ` --tasks ${f.tasks}` : ''} --steps ${steps} --batch ${f.batch} --eval ${evalCount} --seed ${f.seed}${f.lr ? ` --lr ${Object.entries(f.lr).map(([k, v]) => `${k}=${v}`).join(',')}` : ''}`;
       const log = (s: string) => (f.json ? undefined : process.stderr.write(`${s}\n`));
       const rt = await getRuntime();
       try {
@@ -171,7 +201,7 @@ export function registerBench(program: Command): void {
                   onProgress: (p) => bar?.update(p.step, { loss: p.loss, sps: p.samplesPerSec }),
                 });
                 bar?.stop();
-                const row: BenchRow = { ...r.row, strategy: entry.label, arch };
+                const row: BenchRow = { ...r.row, strategy: entry.label, arch, lr: entry.lr };
                 rows.push(row);
                 r.handle.dispose();
                 if (f.json) console.log(JSON.stringify({ event: 'row', ...row }));

@@ -182,8 +182,11 @@ describe('keel CLI', () => {
     try {
       const { out: lines } = capture();
       const json = join(dir, 'result.json');
-      expect(await main(['bench', '--strategies', 'full,lora,spider', '--tasks', 'count', '--steps', '2', '--batch', '2', '--eval', '2', '--out', join(dir, 'b'), '--json', json])).toBe(0);
+      expect(await main(['bench', '--strategies', 'full,lora,spider', '--tasks', 'count', '--steps', '2', '--batch', '2', '--eval', '2', '--out', join(dir, 'b'), '--json', json, '--lr', 'spider=3e-3'])).toBe(0);
       const bench = JSON.parse(await readFile(json, 'utf8'));
+      // --lr replaces the suite's lr of the rows it names; every row records the lr it ran with
+      expect(bench.rows.map((r: { lr: number }) => r.lr)).toEqual([1e-3, 3e-3, 3e-3]);
+      expect(bench.command).toContain('--lr spider=0.003');
       expect(Object.keys(bench.base.T)).toEqual(['count']);
       expect(typeof bench.base.U).toBe('number');
       expect(bench.rows.map((r: { strategy: string }) => r.strategy)).toEqual(['full', 'spider', 'lora']);
@@ -196,6 +199,12 @@ describe('keel CLI', () => {
       expect(err.join('')).toMatch(/--strategies: unknown 'qlora'/);
       expect(await main(['bench', '--tasks', 'vqa'])).toBe(2);
       expect(err.join('')).toMatch(/'vqa' is a general task/);
+      expect(await main(['bench', '--strategies', 'full', '--lr', 'spider=3e-3'])).toBe(2);
+      expect(err.join('')).toMatch(/--lr: 'spider' names no strategy this bench runs \(full\)/);
+      expect(await main(['bench', '--lr', 'spider=-1'])).toBe(2);
+      expect(err.join('')).toMatch(/spider: lr '-1' is not a positive number/);
+      expect(await main(['bench', '--lr', 'spider'])).toBe(2);
+      expect(err.join('')).toMatch(/'spider' is not NAME=LR/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -78,5 +78,11 @@ describe('renderBenchReport with several architectures', () => {
     missing.bases = { mlp: MLP, resampler: { U: 0.5, T: { mnist: 0.15 } } };
     expect(() => renderBenchReport(missing)).toThrow(/bases\.resampler\.T\.count is missing: rows\[8\] is on task 'count'/);
     expect(() => renderBenchReport({ ...input(), bases: {} })).toThrow(/bases must map at least one architecture/);
+    const badLr = input();
+    badLr.rows = [...badLr.rows, { ...badLr.rows[0]!, lr: 0 }];
+    expect(() => renderBenchReport(badLr)).toThrow(/rows\[10\]\.lr must be a positive number, got 0/);
+    const goodLr = input();
+    goodLr.rows = goodLr.rows.map((r) => ({ ...r, lr: 3e-3 }));
+    expect(() => renderBenchReport(goodLr)).not.toThrow();
   });
 });

@@ -58,6 +58,8 @@ export interface TuneReportInput {
 export interface BenchRow extends TuneRow {
   /** The model architecture the row was measured on, when a bench covers several. */
   arch?: string;
+  /** Peak learning rate of the run (the suite's, or a --lr override). */
+  lr?: number;
 }
 
 export interface BenchReportInput {
@@ -244,6 +246,7 @@ export function renderBenchReport(input: BenchReportInput): { html: string; mark
   rows.forEach((r, i) => {
     const task = text(`rows[${i}].task`, r?.task);
     if (r.arch !== undefined) text(`rows[${i}].arch`, r.arch);
+    if (r.lr !== undefined && !(typeof r.lr === 'number' && Number.isFinite(r.lr) && r.lr > 0)) throw new Error(`rows[${i}].lr must be a positive number, got ${JSON.stringify(r.lr)}`);
     let field = 'base';
     let base = input.base;
     if (bases !== undefined) {
