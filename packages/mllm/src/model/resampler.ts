@@ -124,7 +124,11 @@ export class Resampler extends Module {
   /** Null when Wr = W: the final norm's output is already in the text width. */
   readonly output_projection: Linear | null;
   private readonly sizes: Sizes;
-  /** The sincos2d table (P·Wr, row-major), uploaded per forward; null for positions 'none'. */
+  /**
+   * The sincos2d table (P·Wr, row-major); null for positions 'none'. Uploaded per forward (P·Wr
+   * floats, 32 KB for the bundled base) into the caller's tidy scope: a module owns only
+   * parameters, and a kept GPU copy would outlive `dispose()`.
+   */
   private readonly positions: Float32Array | null;
   constructor(
     private readonly rt: Runtime,
