@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../runtime/runtime.js';
 import { expectAllClose, randn } from '../testing/reference.js';
 import { matmul, type MatmulOptions, type MatmulPath } from './matmul.js';
-import { dispatchSubgroupMatmul, subgroupMatmulFits, subgroupMatmulWidth } from './matmul-subgroup.js';
+import { dispatchSubgroupMatmul, subgroupMatmulFits, subgroupMatmulLayout, subgroupMatmulWidth, type SubgroupMatmulDispatch } from './matmul-subgroup.js';
 
 let rt: Runtime;
 let fits = false;
@@ -128,7 +128,7 @@ describe('subgroup matmul forward', () => {
     const whole = (x: typeof a, n: number) => ({ buffer: x, offset: 0, size: Math.ceil(n / 4) * 16 });
     const uniforms = { M: c.m, N: c.n, K: c.k, strideA: 0, strideB: 0, strideC: 0, perGroup: 1, batchC: 1, biasMode: 0, accumulate: 0 };
     for (const [tm, wgx] of [[1, 8], [8, 32], [12, 64], [16, 16]]) {
-      dispatchSubgroupMatmul(rt, { a: whole(a, A.length), b: whole(b, B.length), bias: whole(a, A.length), c: whole(out, c.m * c.n), uniforms, transA: false, transB: false, batchB: 1, tm, wgx });
+      dispatchSubgroupMatmul(rt, { a: whole(a, A.length), b: whole(b, B.length), bias: whole(a, A.length), c: whole(out, c.m * c.n), uniforms, transA: false, transB: false, batchB: 1, layout: 'cols', tm, wgx });
       expectAllClose(await rt.readF32(out), reference(A, B, c), tol(c.k), `tm ${tm} wgx ${wgx}`);
     }
     expect(() => dispatchSubgroupMatmul(rt, { a: whole(a, 1), b: whole(b, 1), bias: whole(a, 1), c: whole(out, 1), uniforms, transA: false, transB: false, batchB: 1, wgx: 24 })).toThrow(
@@ -156,6 +156,123 @@ describe('subgroup matmul forward', () => {
     }
     rt.release(a);
     rt.release(b);
+  });
+});
+
+/** Records the subgroup kernel directly (layout and tiling forced) on uploaded A, B; returns C. */
+async function direct(c: Case & { sumBatch?: boolean }, o: Partial<SubgroupMatmulDispatch>, seed: number, bias?: Float32Array, prev?: Float32Array) {
+  const { batch, m: M, n: N, k: K, transA = false, transB = false } = c;
+  const [bA, bB] = [c.batchA ?? batch, c.batchB ?? batch];
+  const A = randn(bA * M * K, seed);
+  const B = randn(bB * K * N, seed + 1);
+  const batchC = c.sumBatch ? 1 : batch;
+  const [a, b, out] = [rt.upload(A), rt.upload(B), prev ? rt.upload(prev) : rt.createBuffer(batchC * M * N * 4)];
+  const zb = bias ? rt.upload(bias) : a;
+  const whole = (x: typeof a, n: number) => ({ buffer: x, offset: 0, size: Math.ceil(Math.max(n, 4) / 4) * 16 });
+  const uniforms = {
+    M, N, K,
+    strideA: bA === 1 ? 0 : M * K,
+    strideB: bB === 1 ? 0 : K * N,
+    strideC: M * N,
+    perGroup: c.sumBatch ? batch : 1,
+    batchC,
+    biasMode: bias ? (bias.length === N ? 1 : 2) : 0,
+    accumulate: prev ? 1 : 0,
+  };
+  dispatchSubgroupMatmul(rt, { a: whole(a, A.length), b: whole(b, B.length), bias: whole(zb, bias?.length ?? A.length), c: whole(out, batchC * M * N), uniforms, transA, transB, batchB: bB, ...o });
+  const got = await rt.readF32(out);
+  [a, b, out, ...(bias ? [zb] : [])].forEach((x) => rt.release(x));
+  return { A, B, got };
+}
+
+describe('subgroup matmul, rows layout', () => {
+  // K % 4 == 0 (the layout's requirement), with K % 8 == 4 tails; M not a multiple of rows × lanes,
+  // N not a multiple of the 16 columns of a workgroup.
+  const ROWS_SHAPES: [number, number, number, number][] = [
+    [1, 1, 4, 4], // only the 4-step tail
+    [1, 7, 12, 8],
+    [2, 25, 20, 12],
+    [1, 50, 36, 44],
+    [3, 9, 64, 100],
+    [1, 61, 132, 36],
+  ];
+  for (const [batch, m, n, k] of ROWS_SHAPES) {
+    for (const transB of [false, true]) {
+      it(`B=${batch} M=${m} N=${n} K=${k} transB=${transB}`, async (ctx) => {
+        if (!fits) ctx.skip();
+        const c = { batch, m, n, k, transB };
+        const { A, B, got } = await direct(c, { layout: 'rows' }, batch * 100 + m + n + k);
+        expectAllClose(got, reference(A, B, c), tol(k), 'C (rows)');
+      });
+    }
+  }
+
+  it('is what matmul picks for untransposed A with K % 4 == 0, and only there', () => {
+    expect(subgroupMatmulLayout({ transA: false, k: 1024 })).toBe('rows');
+    expect(subgroupMatmulLayout({ transA: false, k: 36 })).toBe('rows');
+    expect(subgroupMatmulLayout({ transA: false, k: 37 })).toBe('cols');
+    expect(subgroupMatmulLayout({ transA: true, k: 1024 })).toBe('cols');
+  });
+
+  it('adds a bias per column or per row, accumulates, broadcasts a batch-1 operand and sums batches', async (ctx) => {
+    if (!fits) ctx.skip();
+    const c1 = { batch: 2, m: 19, n: 24, k: 20 };
+    const bn = randn(c1.n, 41);
+    const prev = randn(c1.batch * c1.m * c1.n, 42);
+    const r1 = await direct(c1, { layout: 'rows' }, 43, bn, prev);
+    expectAllClose(r1.got, reference(r1.A, r1.B, c1).map((v, i) => v + prev[i]! + bn[i % c1.n]!), tol(c1.k), 'bias n + accumulate');
+    const c2 = { batch: 1, m: 30, n: 8, k: 12, transB: true };
+    const bm = randn(c2.m, 44);
+    const r2 = await direct(c2, { layout: 'rows' }, 45, bm);
+    expectAllClose(r2.got, reference(r2.A, r2.B, c2).map((v, i) => v + bm[Math.floor(i / c2.n)]!), tol(c2.k), 'bias m');
+    for (const c of [
+      { batch: 3, m: 21, n: 12, k: 16, batchB: 1 },
+      { batch: 4, m: 12, n: 20, k: 12, batchA: 1 },
+    ]) {
+      const r = await direct(c, { layout: 'rows' }, 46);
+      expectAllClose(r.got, reference(r.A, r.B, c), tol(c.k), 'broadcast C');
+      const sb = await direct({ ...c, sumBatch: true }, { layout: 'rows' }, 47);
+      expectAllClose(sb.got, reference(sb.A, sb.B, c, true), tol(c.k * c.batch), 'sumBatch C');
+    }
+  });
+
+  it('is correct for other row counts, column widths and workgroup widths', async (ctx) => {
+    if (!fits) ctx.skip();
+    const c = { batch: 1, m: 45, n: 76, k: 28 };
+    for (const [rows, tn, wgx] of [[1, 4, 8], [2, 24, 16], [4, 12, 8], [8, 8, 32]]) {
+      const r = await direct(c, { layout: 'rows', rows, tn, wgx }, 48);
+      expectAllClose(r.got, reference(r.A, r.B, c), tol(c.k), `rows ${rows} tn ${tn} wgx ${wgx}`);
+    }
+  });
+
+  it('propagates NaN and Inf only through the rows they touch', async (ctx) => {
+    if (!fits) ctx.skip();
+    const c = { batch: 1, m: 12, n: 8, k: 12 };
+    const A = new Float32Array(c.m * c.k).fill(1);
+    A[0] = Number.NaN; // row 0
+    A[c.k * 11 + 9] = Number.POSITIVE_INFINITY; // row 11, in the 4-step K tail
+    const B = new Float32Array(c.k * c.n).fill(0.5);
+    const [a, b] = [rt.upload(A), rt.upload(B)];
+    const got = await rt.readF32(matmul(rt, a, b, { ...c, path: 'subgroup' }));
+    for (let i = 0; i < c.m; i++) {
+      for (let j = 0; j < c.n; j++) {
+        const v = got[i * c.n + j]!;
+        if (i === 0) expect(Number.isNaN(v)).toBe(true);
+        else if (i === 11) expect(v).toBe(Number.POSITIVE_INFINITY);
+        else expect(v).toBe(6);
+      }
+    }
+    rt.release(a);
+    rt.release(b);
+  });
+
+  it('rejects shapes and tilings it cannot run, naming what is wrong', async (ctx) => {
+    if (!fits) ctx.skip();
+    await expect(direct({ batch: 1, m: 4, n: 4, k: 6 }, { layout: 'rows' }, 49)).rejects.toThrow(/rows layout needs A untransposed and K % 4 == 0 \(transA false, K = 6\)/);
+    await expect(direct({ batch: 1, m: 4, n: 4, k: 8, transA: true }, { layout: 'rows' }, 49)).rejects.toThrow(/rows layout needs A untransposed .*transA true/);
+    await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'rows', tn: 10 }, 49)).rejects.toThrow(/tn must be a multiple of 4 in \[4, 32\], got 10/);
+    await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'rows', rows: 9 }, 49)).rejects.toThrow(/rows must be an integer in \[1, 8\], got 9/);
+    await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'diag' as 'rows' }, 49)).rejects.toThrow(/layout must be 'cols' or 'rows', got diag/);
   });
 });
 

@@ -138,6 +138,93 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }`;
 }
 
+// ---------------------------------------------------------------- the rows layout
+
+export interface RowsMatmulParams {
+  /** Rows of C per invocation (spaced by the workgroup width). */
+  r: number;
+  /** Columns of C per workgroup (a multiple of 4: tn/4 vec4 accumulators per row). */
+  tn: number;
+  /** Invocations per workgroup (a power of two ≥ 8). */
+  wg: number;
+}
+type RowsMatmulKernel = Kernel<RowsMatmulParams, 'a' | 'b' | 'bias' | 'c', SubgroupMatmulUniform>;
+
+/** Rows per invocation and columns per workgroup of the library's rows layout (see the header). */
+export const ROWS_MATMUL_R = 3;
+export const ROWS_MATMUL_TN = 16;
+
+const rowsMatmulKernel: RowsMatmulKernel = defineKernel({
+  name: 'matmul_subgroup_rows',
+  bindings: [
+    { name: 'a', type: 'array<vec4<f32>>', access: 'read' }, // (B|1, M, K), K % 4 == 0
+    { name: 'b', type: 'array<vec4<f32>>', access: 'read' }, // (B|1, K, N), N % 4 == 0
+    { name: 'bias', type: 'array<f32>', access: 'read' }, // (N,) or (M,); A as a dummy without bias
+    { name: 'c', type: 'array<vec4<f32>>', access: 'read_write' }, // (B, M, N)
+  ],
+  uniforms: UNIFORMS.map((name) => ({ name, type: 'u32' as const })),
+  workgroupSize: (p) => [p.wg, 1],
+  dispatch: (p, u) => [Math.ceil(u.N / p.tn), Math.ceil(u.M / (p.wg * p.r)), u.batchC],
+  key: (p) => `${p.r}x${p.tn}@${p.wg}`,
+  enables: () => ['subgroups'],
+  wgsl: rowsMatmulWgsl,
+});
+
+/** WGSL for one rows specialization; rows, column groups and the 8 k-steps are unrolled here. */
+function rowsMatmulWgsl(p: RowsMatmulParams): string {
+  const R = [...Array(p.r).keys()];
+  const Q = [...Array(p.tn / 4).keys()];
+  /** One block of `steps` (8, or 4 for the K % 8 tail) k-steps starting at k. */
+  const block = (steps: 4 | 8, bRow: string): string[] => {
+    const S: string[] = [];
+    for (const q of Q) S.push(`let bq${q} = b[(bCol${q} + (${bRow}) * u.N) >> 2u];`);
+    for (const i of R) for (let h = 0; h < steps / 4; h++) S.push(`let a${i}_${h} = a[aRow${i} + (k >> 2u) + ${h}u];`);
+    for (let kk = 0; kk < steps; kk++) {
+      for (const q of Q) S.push(`let bb${kk}_${q} = subgroupBroadcast(bq${q}, ${kk}u);`);
+      for (const i of R) for (const q of Q) S.push(`acc${i}_${q} = fma(vec4<f32>(a${i}_${kk >> 2}[${kk & 3}]), bb${kk}_${q}, acc${i}_${q});`);
+    }
+    return S;
+  };
+  const E: string[] = ['let biasN = u.biasMode == 1u;', 'let biasM = u.biasMode == 2u;', 'let addC = u.accumulate != 0u;', 'let cBase = wid.z * u.strideC;'];
+  for (const q of Q) {
+    E.push(`var zn${q} = vec4<f32>(0.0);`, `if (biasN) { zn${q} = vec4<f32>(${[0, 1, 2, 3].map((j) => `bias[min(n0 + ${4 * q + j}u, u.N - 1u)]`).join(', ')}); }`);
+  }
+  for (const i of R) {
+    E.push(`if (m${i} < u.M) {`, `  var zm = vec4<f32>(0.0);`, `  if (biasM) { zm = vec4<f32>(bias[m${i}]); }`);
+    for (const q of Q) {
+      E.push(`  if (n0 + ${4 * q}u < u.N) {`, `    var v = acc${i}_${q} + zn${q} + zm;`, `    let o = (cBase + m${i} * u.N + n0 + ${4 * q}u) >> 2u;`, '    if (addC) { v += c[o]; }', '    c[o] = v;', '  }');
+    }
+    E.push('}');
+  }
+  return /* wgsl */ `
+// Invocation x of workgroup (X, Y, Z) owns rows m_i = Y·WG_X·${p.r} + i·WG_X + x (i < ${p.r}) and columns
+// n0 .. n0+${p.tn} (n0 = X·${p.tn}) of C[Z]; with perGroup > 1 it sums batches Z·perGroup .. + perGroup - 1.
+// No early return: every lane takes part in the broadcasts; out-of-range rows and columns load
+// clamped (in-bounds) data and are not stored.
+@compute @workgroup_size(WG_X, 1)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(subgroup_invocation_id) sgid: u32) {
+  let n0 = wid.x * ${p.tn}u;
+  let lane8 = sgid & 7u;
+  let K8 = u.K & ~7u;
+  ${R.map((i) => `let m${i} = wid.y * ${p.r}u * WG_X + ${i}u * WG_X + lid.x;`).join('\n  ')}
+  ${R.flatMap((i) => Q.map((q) => `var acc${i}_${q} = vec4<f32>(0.0);`)).join('\n  ')}
+  for (var t = 0u; t < u.perGroup; t++) {
+    let bt = wid.z * u.perGroup + t;
+    ${R.map((i) => `let aRow${i} = (bt * u.strideA + min(m${i}, u.M - 1u) * u.K) >> 2u;`).join('\n    ')}
+    ${Q.map((q) => `let bCol${q} = bt * u.strideB + min(n0 + ${4 * q}u, u.N - 4u);`).join('\n    ')}
+    for (var k = 0u; k < K8; k += 8u) {
+      ${block(8, 'k + lane8').join('\n      ')}
+    }
+    if (K8 < u.K) {
+      let k = K8;
+      ${block(4, 'min(k + lane8, u.K - 1u)').join('\n      ')}
+    }
+  }
+  ${E.join('\n  ')}
+}`;
+}
+
 /** The adapter's subgroup size range, where the implementation reports it (Dawn does); 0 if unknown. */
 function subgroupSizes(rt: Runtime): { min: number; max: number } {
   const info = (rt.device as unknown as { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
@@ -172,27 +259,56 @@ export interface SubgroupMatmulDispatch {
   transB: boolean;
   /** Batch count of B (1 when broadcast); sizes the pack. */
   batchB: number;
-  /** Overrides (benchmarks): rows per workgroup and workgroup width. */
+  /** Overrides (benchmarks and tests): the layout, and the cols layout's rows per workgroup and width. */
+  layout?: SubgroupMatmulLayout;
   tm?: number;
   wgx?: number;
+  /** Overrides of the rows layout: rows per invocation and columns per workgroup. */
+  rows?: number;
+  tn?: number;
+}
+
+/**
+ * The two layouts of the subgroup path: 'cols' (lanes own columns, A broadcast) and 'rows' (lanes
+ * own rows, B broadcast; needs A untransposed and K % 4 == 0).
+ */
+export type SubgroupMatmulLayout = 'cols' | 'rows';
+
+/** The layout `dispatchSubgroupMatmul` uses by default: rows wherever it can run (see the header). */
+export function subgroupMatmulLayout(d: { transA: boolean; k: number }): SubgroupMatmulLayout {
+  return !d.transA && d.k % 4 === 0 ? 'rows' : 'cols';
 }
 
 /** Records the subgroup kernel (after the B pack for transB); matmul.ts has validated shapes and buffers. */
 export function dispatchSubgroupMatmul(rt: Runtime, d: SubgroupMatmulDispatch): void {
-  const wgx = d.wgx ?? subgroupMatmulWidth(d.uniforms.N, subgroupSizes(rt).max);
-  const tm = d.tm ?? SUBGROUP_MATMUL_TM;
-  if (!Number.isInteger(tm) || tm < 1 || tm > 16) throw new Error(`matmul (subgroup): tm must be an integer in [1, 16], got ${tm}`);
-  if (!(wgx >= 8 && wgx <= 256 && (wgx & (wgx - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wgx}`);
-  const params: SubgroupMatmulParams = { tm, wgx, transA: d.transA };
   const { N, K } = d.uniforms;
+  const layout = d.layout ?? subgroupMatmulLayout({ transA: d.transA, k: K });
+  const record = (b: SubgroupMatmulDispatch['b']) => {
+    const buffers = { a: d.a, b, bias: d.bias, c: d.c };
+    if (layout === 'rows') {
+      if (d.transA || K % 4 !== 0) throw new Error(`matmul (subgroup): the rows layout needs A untransposed and K % 4 == 0 (transA ${d.transA}, K = ${K})`);
+      const r = d.rows ?? ROWS_MATMUL_R;
+      const tn = d.tn ?? ROWS_MATMUL_TN;
+      const wg = d.wgx ?? Math.max(8, subgroupSizes(rt).max);
+      if (!Number.isInteger(r) || r < 1 || r > 8) throw new Error(`matmul (subgroup): rows must be an integer in [1, 8], got ${r}`);
+      if (!Number.isInteger(tn) || tn < 4 || tn > 32 || tn % 4 !== 0) throw new Error(`matmul (subgroup): tn must be a multiple of 4 in [4, 32], got ${tn}`);
+      if (!(wg >= 8 && wg <= 256 && (wg & (wg - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wg}`);
+      rt.dispatch(rowsMatmulKernel, { r, tn, wg }, { buffers, uniforms: d.uniforms });
+      return;
+    }
+    if (layout !== 'cols') throw new Error(`matmul (subgroup): layout must be 'cols' or 'rows', got ${String(layout)}`);
+    const wgx = d.wgx ?? subgroupMatmulWidth(N, subgroupSizes(rt).max);
+    const tm = d.tm ?? SUBGROUP_MATMUL_TM;
+    if (!Number.isInteger(tm) || tm < 1 || tm > 16) throw new Error(`matmul (subgroup): tm must be an integer in [1, 16], got ${tm}`);
+    if (!(wgx >= 8 && wgx <= 256 && (wgx & (wgx - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wgx}`);
+    rt.dispatch(subgroupMatmulKernel, { tm, wgx, transA: d.transA }, { buffers, uniforms: d.uniforms });
+  };
   if (!d.transB) {
-    rt.dispatch(subgroupMatmulKernel, params, { buffers: { a: d.a, b: d.b, bias: d.bias, c: d.c }, uniforms: d.uniforms });
+    record(d.b);
     return;
   }
   if (d.b.offset !== 0) throw new Error('matmul (subgroup): transB needs B bound from offset 0');
   const packed = transpose(rt, d.b.buffer, [d.batchB, N, K]); // (batchB, K, N)
-  const b = { buffer: packed, offset: 0, size: Math.min(packed.capacity, Math.ceil(Math.max(d.batchB * K * N, 4) / 4) * 16) };
-  rt.dispatch(subgroupMatmulKernel, params, { buffers: { a: d.a, b, bias: d.bias, c: d.c }, uniforms: d.uniforms });
+  record({ buffer: packed, offset: 0, size: Math.min(packed.capacity, Math.ceil(Math.max(d.batchB * K * N, 4) / 4) * 16) });
   rt.release(packed); // safe while the recorded dispatch still reads it
-
 }
