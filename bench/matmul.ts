@@ -44,7 +44,7 @@ import { defineKernel } from '../packages/kernels/src/runtime/kernel.js';
 import type { GpuBuffer } from '../packages/kernels/src/runtime/buffer-pool.js';
 import type { Runtime } from '../packages/kernels/src/runtime/runtime.js';
 import { matmul, MATMUL_DEFAULT_TILE, type MatmulTile } from '../packages/kernels/src/ops/matmul.js';
-import { dispatchSubgroupMatmul } from '../packages/kernels/src/ops/matmul-subgroup.js';
+import { dispatchSubgroupMatmul, type OperandSource } from '../packages/kernels/src/ops/matmul-subgroup.js';
 import type { BenchCase } from './harness.js';
 import { tfSync } from './peer.js';
 
@@ -312,12 +312,12 @@ const subgroupVariant = (tm: number, wgx: number, transB = false) => (rt: Runtim
   const whole = (x: GpuBuffer) => ({ buffer: x, offset: 0, size: S * S * 4 });
   dispatchSubgroupMatmul(rt, { a: whole(a), b: whole(b), bias: whole(a), c: whole(c), uniforms: u, transA: false, transB, batchB: 1, layout: 'cols', tm, wgx });
 };
-/** The library's subgroup kernel, rows layout, with r rows per invocation and tn columns per workgroup. */
-const rowsVariant = (r: number, tn: number) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
+/** The library's subgroup kernel, rows layout, r rows per invocation, tn columns per workgroup, operands from `src`. */
+const rowsVariant = (r: number, tn: number, src: OperandSource) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
   if (!rt.has('subgroups')) throw new Error(`bench matmul rows r${r} tn${tn}: needs the 'subgroups' feature`);
   const u = { M: S, N: S, K: S, strideA: 0, strideB: 0, strideC: 0, perGroup: 1, batchC: 1, biasMode: 0, accumulate: 0 };
   const whole = (x: GpuBuffer) => ({ buffer: x, offset: 0, size: S * S * 4 });
-  dispatchSubgroupMatmul(rt, { a: whole(a), b: whole(b), bias: whole(a), c: whole(c), uniforms: u, transA: false, transB: false, batchB: 1, layout: 'rows', rows: r, tn });
+  dispatchSubgroupMatmul(rt, { a: whole(a), b: whole(b), bias: whole(a), c: whole(c), uniforms: u, transA: false, transB: false, batchB: 1, layout: 'rows', rows: r, tn, aSource: src, bSource: src });
 };
 const laneVariant = (kernel: (typeof lanes)['plain'], p: LaneParams) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
   if (p.sgA && !rt.has('subgroups')) throw new Error(`bench matmul ${kernel.name}: needs the 'subgroups' feature`);
@@ -350,8 +350,10 @@ export const cases: BenchCase[] = [
   { ...matmulCase('matmul_1024_v14_sg_tm10_wg16', subgroupVariant(10, 16)), requires: ['subgroups'] },
   { ...matmulCase('matmul_1024_v15_sg_tm12_wg16', subgroupVariant(12, 16)), requires: ['subgroups'] },
   { ...matmulCase('matmul_1024_v16_sg_tm10_wg64', subgroupVariant(10, 64)), requires: ['subgroups'] },
-  { ...matmulCase('matmul_1024_v17_rows_r3_tn16', rowsVariant(3, 16)), requires: ['subgroups'] },
-  { ...matmulCase('matmul_1024_v18_rows_r3_tn12', rowsVariant(3, 12)), requires: ['subgroups'] },
-  { ...matmulCase('matmul_1024_v19_rows_r2_tn24', rowsVariant(2, 24)), requires: ['subgroups'] },
-  { ...matmulCase('matmul_1024_v20_rows_r4_tn12', rowsVariant(4, 12)), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v17_rows_r3_tn16_buf', rowsVariant(3, 16, 'buffer')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v18_rows_r3_tn12_buf', rowsVariant(3, 12, 'buffer')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v19_rows_r2_tn24_buf', rowsVariant(2, 24, 'buffer')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v20_rows_r3_tn16_tex', rowsVariant(3, 16, 'texture')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v21_rows_r2_tn24_tex', rowsVariant(2, 24, 'texture')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_v22_rows_r4_tn16_tex', rowsVariant(4, 16, 'texture')), requires: ['subgroups'] },
 ];

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../runtime/runtime.js';
 import { expectAllClose, randn } from '../testing/reference.js';
 import { matmul, type MatmulOptions, type MatmulPath } from './matmul.js';
-import { dispatchSubgroupMatmul, subgroupMatmulFits, subgroupMatmulLayout, subgroupMatmulWidth, type SubgroupMatmulDispatch } from './matmul-subgroup.js';
+import { dispatchSubgroupMatmul, subgroupMatmulFits, subgroupMatmulLayout, subgroupMatmulWidth, textureFits, type SubgroupMatmulDispatch } from './matmul-subgroup.js';
 
 let rt: Runtime;
 let fits = false;
@@ -273,6 +273,48 @@ describe('subgroup matmul, rows layout', () => {
     await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'rows', tn: 10 }, 49)).rejects.toThrow(/tn must be a multiple of 4 in \[4, 32\], got 10/);
     await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'rows', rows: 9 }, 49)).rejects.toThrow(/rows must be an integer in \[1, 8\], got 9/);
     await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'diag' as 'rows' }, 49)).rejects.toThrow(/layout must be 'cols' or 'rows', got diag/);
+  });
+});
+
+describe('subgroup matmul, rows layout with texture operands', () => {
+  // K and N multiples of 64 (a texture row must be a multiple of 256 bytes); M ragged.
+  const SOURCES = [['texture', 'texture'], ['texture', 'buffer'], ['buffer', 'texture'], ['buffer', 'buffer']] as const;
+  for (const [batch, m, n, k, transB] of [[1, 37, 64, 64, false], [2, 19, 128, 192, true], [3, 50, 64, 128, false]] as const) {
+    it(`B=${batch} M=${m} N=${n} K=${k} transB=${transB}: every pair of operand sources`, async (ctx) => {
+      if (!fits) ctx.skip();
+      const c = { batch, m, n, k, transB };
+      for (const [aSource, bSource] of SOURCES) {
+        const r = await direct(c, { layout: 'rows', aSource, bSource }, batch + m + n + k);
+        expectAllClose(r.got, reference(r.A, r.B, c), tol(k), `C (A ${aSource}, B ${bSource})`);
+      }
+    });
+  }
+
+  it('reads layer 0 of a broadcast operand, sums batches, adds bias and accumulates', async (ctx) => {
+    if (!fits) ctx.skip();
+    for (const c of [
+      { batch: 3, m: 21, n: 64, k: 64, batchB: 1 },
+      { batch: 2, m: 12, n: 64, k: 128, batchA: 1 },
+    ]) {
+      for (const sumBatch of [false, true]) {
+        const r = await direct({ ...c, sumBatch }, { layout: 'rows', aSource: 'texture', bSource: 'texture' }, 51);
+        expectAllClose(r.got, reference(r.A, r.B, c, sumBatch), tol(c.k * (sumBatch ? c.batch : 1)), `C (sumBatch ${sumBatch})`);
+      }
+    }
+    const c = { batch: 2, m: 9, n: 64, k: 64 };
+    const bn = randn(c.n, 52);
+    const prev = randn(c.batch * c.m * c.n, 53);
+    const r = await direct(c, { layout: 'rows', aSource: 'texture', bSource: 'texture' }, 54, bn, prev);
+    expectAllClose(r.got, reference(r.A, r.B, c).map((v, i) => v + prev[i]! + bn[i % c.n]!), tol(c.k), 'bias n + accumulate');
+  });
+
+  it('is what the rows layout picks where a texture fits, and a forced texture that does not fit names why', async (ctx) => {
+    if (!fits) ctx.skip();
+    expect(textureFits(rt, { rowFloats: 64, rows: 10, layers: 1, offset: 0 })).toBe(true);
+    expect(textureFits(rt, { rowFloats: 60, rows: 10, layers: 1, offset: 0 })).toBe(false);
+    expect(textureFits(rt, { rowFloats: 64, rows: rt.limits.maxTextureDimension2D + 1, layers: 1, offset: 0 })).toBe(false);
+    expect(textureFits(rt, { rowFloats: 64, rows: 10, layers: 1, offset: 8 })).toBe(false);
+    await expect(direct({ batch: 1, m: 4, n: 8, k: 12 }, { layout: 'rows', aSource: 'texture' }, 55)).rejects.toThrow(/a row of 48 bytes is not a multiple of 256/);
   });
 });
 

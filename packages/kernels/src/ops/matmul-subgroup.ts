@@ -1,38 +1,54 @@
 /**
- * The subgroup matmul kernel: the fast path of `matmul` (ops/matmul.ts) on devices with the
+ * The subgroup matmul kernels: the fast path of `matmul` (ops/matmul.ts) on devices with the
  * 'subgroups' feature and subgroups of at least 8 invocations. Same contract as `matmul`:
  * C[b] = op(A[b])·op(B[b]) (+ bias) (+ C[b]), f32 storage and accumulation, both transposes,
  * broadcast operands, sumBatch. matmul.ts validates the arguments and picks this path; this file
- * only builds and records the kernel.
+ * only builds and records the kernels.
  *
  * Dimension legend: B batch, M rows of C, N columns of C, K the contracted dimension.
  *   A: (B, M, K), or (B, K, M) with transA      B: (B, K, N), or (B, N, K) with transB
  *   C: (B, M, N)                                 bias: (N,) or (M,)
  *
- * Layout of the work: a workgroup is one row of WG_X invocations and owns TM rows × 4·WG_X columns
- * of C; each invocation owns TM rows × 4 consecutive columns (TM vec4 accumulators). All
- * invocations of a workgroup share the same TM rows, so A is read cooperatively: for every 8-wide
- * step of K, lane l (l = subgroup_invocation_id mod 8) loads A[row][k + l] for each of the TM rows,
- * and the 8 k-steps take A[row][k + kk] from lane kk with subgroupBroadcast (a constant lane, so a
- * register splat). B is one vec4 load per lane and k-step. transA only changes the A address;
- * transB is handled by a pack pass (B (N, K) → (K, N), layout.ts's transpose) into a temporary
- * buffer, counted in the time of the matmul: a lane's four columns are then one vec4 load, where
- * reading them straight from (N, K) costs four scalar loads (1024³ on lavapipe: 330 ms of CPU
- * direct vs 210 packed, the transpose being 20 of those). K mod 8 trailing steps run a plain loop
- * with direct A loads.
+ * Two layouts of the work, both register-blocked with one operand shared through subgroup
+ * broadcasts instead of workgroup memory:
  *
- * Why this shape (measured in bench/matmul.ts on lavapipe, where a subgroup is one 8-wide SIMD
- * register): a storage load whose address varies per lane costs a few instructions per element,
- * but a load with a workgroup-uniform address costs several times more inside a loop (bounds check,
- * first-active-lane search and branch per component), so A is never loaded uniformly in the main
- * loop; 10 vec4 accumulators (40 lanes of C per invocation) amortize each B load over 10 rows, which
- * beat 8 and 12 rows (12 spills too much). On GPUs the same structure is a register-blocked GEMM
- * whose A operand moves through subgroup shuffles instead of shared memory; B loads are coalesced
- * (8 lanes read 128 contiguous bytes of a row).
+ * 'rows' (the default where A is untransposed and K % 4 == 0). Invocation x of a workgroup owns
+ *   R = 3 rows of C (x, x + WG, x + 2·WG of the workgroup's row block) × the workgroup's TN = 16
+ *   columns: 12 vec4 accumulators. A is read as vec4s along k (one load = 4 k-steps of a row);
+ *   B is read cooperatively: for every 8 k-steps, lane l loads row k + l of the workgroup's
+ *   columns (4 vec4s) and the 8 k-steps take it from lane kk with subgroupBroadcast (a constant
+ *   lane, so a register splat). Per 8 k-steps a lane loads 10 vec4s for 384 multiply-adds.
+ *   Where an operand's rows are a multiple of 64 floats (WebGPU's 256-byte bytesPerRow) and it
+ *   fits the texture limits, it is first copied (copyBufferToTexture, a device-side copy) into an
+ *   rgba32float 2D-array texture, one layer per batch, and read with textureLoad.
+ * 'cols' (transA, or K % 4 != 0). A workgroup is one row of WG_X invocations and owns TM = 10
+ *   rows × 4·WG_X columns; each invocation owns the TM rows × 4 consecutive columns (TM vec4
+ *   accumulators). For every 8-wide step of K, lane l loads A[row][k + l] for each of the TM rows
+ *   and the 8 k-steps take A[row][k + kk] from lane kk with subgroupBroadcast; B is one vec4 load
+ *   per lane and k-step. transA only changes the A address. K mod 8 trailing steps run a plain
+ *   loop with direct A loads.
+ * transB is handled by a pack pass (B (N, K) → (K, N), layout.ts's transpose) into a temporary
+ * buffer, counted in the time of the matmul; then either layout reads B row-major.
+ *
+ * Why (measured in bench/matmul.ts on lavapipe, where a subgroup is one 8-wide SIMD register and
+ * the JIT code was read with GALLIVM_DEBUG=asm): a storage-buffer load whose address varies per
+ * lane is emitted as a loop over the 8 lanes with an execution-mask test, a reload of the buffer's
+ * base and size, and a bounds-check branch per component, so a vec4 load costs about what a scalar
+ * one does and loads, not multiply-adds, bound the kernel. A load whose address is only uniform
+ * at run time (it depends on the loop counter) takes the same per-lane path, so neither layout
+ * loads uniformly. The rows layout needs fewer loaded elements per multiply-add than 'cols' at the
+ * same register budget and reads both operands as vec4s; a texel fetch is branch-free vector
+ * code (no per-lane loop), which is why the texture copies pay for themselves. Measured at 1024³:
+ * 'rows' with buffers ~1.2–1.6× 'cols', with textures another ~1.1–1.3×. Dead ends, for the
+ * record: operand panels in uniform buffers (branch-free gathers, but 64 KiB bindings force 64–1024
+ * dispatches of ~11–15 µs each and gain nothing), k-dependent "uniform" loads (per-lane path),
+ * larger register blocks (spill). On GPUs the same structure is a register-blocked GEMM whose
+ * shared operand moves through subgroup shuffles instead of workgroup memory, and textureLoad
+ * goes through the texture cache.
  *
  * Requirements (checked by `subgroupMatmulFits`): the 'subgroups' feature with a minimum subgroup
  * size ≥ 8 (the 8 k-values of a step live in lanes 0..7), N % 4 == 0 (vec4 columns and stores).
- * The workgroup width is a power of two ≥ 8, so a subgroup is either whole or the whole workgroup.
+ * Workgroup widths are powers of two ≥ 8, so a subgroup is either whole or the whole workgroup.
  *
  * Non-goals: f16, K split across workgroups, shapes the tiled kernel handles as well (tiny or
  * N % 4 != 0 products fall back to it).
@@ -150,35 +166,52 @@ export interface RowsMatmulParams {
 }
 type RowsMatmulKernel = Kernel<RowsMatmulParams, 'a' | 'b' | 'bias' | 'c', SubgroupMatmulUniform>;
 
+/** Where the rows layout reads an operand: its storage buffer, or an rgba32float texture copy of it. */
+export type OperandSource = 'buffer' | 'texture';
+
 /** Rows per invocation and columns per workgroup of the library's rows layout (see the header). */
 export const ROWS_MATMUL_R = 3;
 export const ROWS_MATMUL_TN = 16;
 
-const rowsMatmulKernel: RowsMatmulKernel = defineKernel({
-  name: 'matmul_subgroup_rows',
-  bindings: [
-    { name: 'a', type: 'array<vec4<f32>>', access: 'read' }, // (B|1, M, K), K % 4 == 0
-    { name: 'b', type: 'array<vec4<f32>>', access: 'read' }, // (B|1, K, N), N % 4 == 0
-    { name: 'bias', type: 'array<f32>', access: 'read' }, // (N,) or (M,); A as a dummy without bias
-    { name: 'c', type: 'array<vec4<f32>>', access: 'read_write' }, // (B, M, N)
-  ],
-  uniforms: UNIFORMS.map((name) => ({ name, type: 'u32' as const })),
-  workgroupSize: (p) => [p.wg, 1],
-  dispatch: (p, u) => [Math.ceil(u.N / p.tn), Math.ceil(u.M / (p.wg * p.r)), u.batchC],
-  key: (p) => `${p.r}x${p.tn}@${p.wg}`,
-  enables: () => ['subgroups'],
-  wgsl: rowsMatmulWgsl,
-});
+const rowsKernels = new Map<string, RowsMatmulKernel>();
+/** The rows kernel reading A and B from the given sources (one kernel per pair: bindings differ). */
+function rowsMatmulKernel(aSrc: OperandSource, bSrc: OperandSource): RowsMatmulKernel {
+  const id = `${aSrc[0]}${bSrc[0]}`;
+  let k = rowsKernels.get(id);
+  if (!k) {
+    const operand = (name: 'a' | 'b', src: OperandSource) =>
+      src === 'texture' ? { name, type: 'texture_2d_array<f32>', access: 'texture' as const } : { name, type: 'array<vec4<f32>>', access: 'read' as const };
+    k = defineKernel({
+      name: `matmul_subgroup_rows_${id}`,
+      bindings: [
+        operand('a', aSrc), // (B|1, M, K), K % 4 == 0; as a texture: K/4 × M texels, one layer per batch
+        operand('b', bSrc), // (B|1, K, N), N % 4 == 0; as a texture: N/4 × K texels, one layer per batch
+        { name: 'bias', type: 'array<f32>', access: 'read' }, // (N,) or (M,); A as a dummy without bias
+        { name: 'c', type: 'array<vec4<f32>>', access: 'read_write' }, // (B, M, N)
+      ],
+      uniforms: UNIFORMS.map((name) => ({ name, type: 'u32' as const })),
+      workgroupSize: (p: RowsMatmulParams) => [p.wg, 1],
+      dispatch: (p: RowsMatmulParams, u) => [Math.ceil(u.N / p.tn), Math.ceil(u.M / (p.wg * p.r)), u.batchC],
+      key: (p: RowsMatmulParams) => `${p.r}x${p.tn}@${p.wg}`,
+      enables: () => ['subgroups'],
+      wgsl: (p: RowsMatmulParams) => rowsMatmulWgsl(p, aSrc, bSrc),
+    });
+    rowsKernels.set(id, k);
+  }
+  return k;
+}
 
 /** WGSL for one rows specialization; rows, column groups and the 8 k-steps are unrolled here. */
-function rowsMatmulWgsl(p: RowsMatmulParams): string {
+function rowsMatmulWgsl(p: RowsMatmulParams, aSrc: OperandSource, bSrc: OperandSource): string {
   const R = [...Array(p.r).keys()];
   const Q = [...Array(p.tn / 4).keys()];
   /** One block of `steps` (8, or 4 for the K % 8 tail) k-steps starting at k. */
   const block = (steps: 4 | 8, bRow: string): string[] => {
     const S: string[] = [];
-    for (const q of Q) S.push(`let bq${q} = b[(bCol${q} + (${bRow}) * u.N) >> 2u];`);
-    for (const i of R) for (let h = 0; h < steps / 4; h++) S.push(`let a${i}_${h} = a[aRow${i} + (k >> 2u) + ${h}u];`);
+    for (const q of Q) S.push(bSrc === 'texture' ? `let bq${q} = textureLoad(b, vec2<u32>(bCol${q}, ${bRow}), layerB, 0);` : `let bq${q} = b[(bCol${q} + (${bRow}) * u.N) >> 2u];`);
+    for (const i of R) {
+      for (let h = 0; h < steps / 4; h++) S.push(aSrc === 'texture' ? `let a${i}_${h} = textureLoad(a, vec2<u32>((k >> 2u) + ${h}u, aRow${i}), layerA, 0);` : `let a${i}_${h} = a[aRow${i} + (k >> 2u) + ${h}u];`);
+    }
     for (let kk = 0; kk < steps; kk++) {
       for (const q of Q) S.push(`let bb${kk}_${q} = subgroupBroadcast(bq${q}, ${kk}u);`);
       for (const i of R) for (const q of Q) S.push(`acc${i}_${q} = fma(vec4<f32>(a${i}_${kk >> 2}[${kk & 3}]), bb${kk}_${q}, acc${i}_${q});`);
@@ -211,8 +244,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   ${R.flatMap((i) => Q.map((q) => `var acc${i}_${q} = vec4<f32>(0.0);`)).join('\n  ')}
   for (var t = 0u; t < u.perGroup; t++) {
     let bt = wid.z * u.perGroup + t;
-    ${R.map((i) => `let aRow${i} = (bt * u.strideA + min(m${i}, u.M - 1u) * u.K) >> 2u;`).join('\n    ')}
-    ${Q.map((q) => `let bCol${q} = bt * u.strideB + min(n0 + ${4 * q}u, u.N - 4u);`).join('\n    ')}
+    ${aSrc === 'texture' ? 'let layerA = select(0u, bt, u.strideA != 0u);' : ''}
+    ${bSrc === 'texture' ? 'let layerB = select(0u, bt, u.strideB != 0u);' : ''}
+    ${R.map((i) => (aSrc === 'texture' ? `let aRow${i} = min(m${i}, u.M - 1u);` : `let aRow${i} = (bt * u.strideA + min(m${i}, u.M - 1u) * u.K) >> 2u;`)).join('\n    ')}
+    ${Q.map((q) => (bSrc === 'texture' ? `let bCol${q} = min(n0 + ${4 * q}u, u.N - 4u) >> 2u;` : `let bCol${q} = bt * u.strideB + min(n0 + ${4 * q}u, u.N - 4u);`)).join('\n    ')}
     for (var k = 0u; k < K8; k += 8u) {
       ${block(8, 'k + lane8').join('\n      ')}
     }
@@ -266,6 +301,9 @@ export interface SubgroupMatmulDispatch {
   /** Overrides of the rows layout: rows per invocation and columns per workgroup. */
   rows?: number;
   tn?: number;
+  /** Overrides of the rows layout's operand sources (default: a texture wherever one fits). */
+  aSource?: OperandSource;
+  bSource?: OperandSource;
 }
 
 /**
@@ -277,6 +315,16 @@ export type SubgroupMatmulLayout = 'cols' | 'rows';
 /** The layout `dispatchSubgroupMatmul` uses by default: rows wherever it can run (see the header). */
 export function subgroupMatmulLayout(d: { transA: boolean; k: number }): SubgroupMatmulLayout {
   return !d.transA && d.k % 4 === 0 ? 'rows' : 'cols';
+}
+
+/**
+ * Whether an operand of `layers` × `rows` rows of `rowFloats` floats (from byte `offset` of its
+ * buffer) can be copied into an rgba32float texture for the rows layout: rows of a multiple of 64
+ * floats (WebGPU's 256-byte bytesPerRow), a 16-byte aligned offset, and the device's texture limits.
+ */
+export function textureFits(rt: Runtime, o: { rowFloats: number; rows: number; layers: number; offset: number }): boolean {
+  const maxDim = rt.limits.maxTextureDimension2D;
+  return o.rowFloats % 64 === 0 && o.offset % 16 === 0 && o.rowFloats / 4 <= maxDim && o.rows <= maxDim && o.layers <= rt.limits.maxTextureArrayLayers;
 }
 
 /** Records the subgroup kernel (after the B pack for transB); matmul.ts has validated shapes and buffers. */
@@ -293,7 +341,20 @@ export function dispatchSubgroupMatmul(rt: Runtime, d: SubgroupMatmulDispatch): 
       if (!Number.isInteger(r) || r < 1 || r > 8) throw new Error(`matmul (subgroup): rows must be an integer in [1, 8], got ${r}`);
       if (!Number.isInteger(tn) || tn < 4 || tn > 32 || tn % 4 !== 0) throw new Error(`matmul (subgroup): tn must be a multiple of 4 in [4, 32], got ${tn}`);
       if (!(wg >= 8 && wg <= 256 && (wg & (wg - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wg}`);
-      rt.dispatch(rowsMatmulKernel, { r, tn, wg }, { buffers, uniforms: d.uniforms });
+      const { M, strideA, strideB, batchC, perGroup } = d.uniforms;
+      const batch = batchC * perGroup;
+      const opA = { rowFloats: K, rows: M, layers: strideA === 0 ? 1 : batch, offset: d.a.offset };
+      const opB = { rowFloats: N, rows: K, layers: strideB === 0 ? 1 : batch, offset: b.offset };
+      const aSrc = d.aSource ?? (textureFits(rt, opA) ? 'texture' : 'buffer');
+      const bSrc = d.bSource ?? (textureFits(rt, opB) ? 'texture' : 'buffer');
+      const viaTexture = (x: SubgroupMatmulDispatch['a'], o: typeof opA) => ({ texture: rt.textureFromBuffer(x.buffer, x.offset, o.rowFloats / 4, o.rows, o.layers) });
+      const bound = {
+        a: aSrc === 'texture' ? viaTexture(d.a, opA) : d.a,
+        b: bSrc === 'texture' ? viaTexture(b, opB) : b,
+        bias: d.bias,
+        c: d.c,
+      };
+      rt.dispatch(rowsMatmulKernel(aSrc, bSrc), { r, tn, wg }, { buffers: bound, uniforms: d.uniforms });
       return;
     }
     if (layout !== 'cols') throw new Error(`matmul (subgroup): layout must be 'cols' or 'rows', got ${String(layout)}`);

@@ -11,8 +11,9 @@
  * gradient of a broadcast operand).
  *
  * Two kernels (path 'auto' picks): where the device grants 'subgroups' with subgroups of ≥ 8 lanes
- * and N % 4 == 0, the subgroup kernel of ops/matmul-subgroup.ts (A shared through subgroup
- * broadcasts, B as vec4 loads, transB through a pack pass; ~1.5× the tiled kernel on lavapipe);
+ * and N % 4 == 0, the subgroup kernels of ops/matmul-subgroup.ts (one operand shared through
+ * subgroup broadcasts, vec4 loads, operands copied into textures where the shape allows, transB
+ * through a pack pass; ~2–3× the tiled kernel on lavapipe);
  * otherwise the tiled kernel of ops/matmul-tiled.ts (register blocking, no workgroup memory), which
  * runs any shape on any device.
  *

@@ -21,6 +21,8 @@ const WANTED_LIMITS = [
   'maxComputeWorkgroupsPerDimension',
   'maxStorageBuffersPerShaderStage',
   'maxBindGroups',
+  'maxTextureDimension2D',
+  'maxTextureArrayLayers',
 ] as const;
 
 export interface DeviceInfo {

@@ -11,13 +11,18 @@ import { GpuBuffer } from './buffer-pool.js';
 import { LimitError } from './errors.js';
 
 export type StorageAccess = 'read' | 'read_write';
+/** How a binding is declared: a storage buffer ('read' / 'read_write') or a sampled texture ('texture'). */
+export type BindingAccess = StorageAccess | 'texture';
 export type ScalarType = 'u32' | 'i32' | 'f32';
 
 export interface BindingSpec<N extends string = string> {
   readonly name: N;
-  /** WGSL type of the storage binding, e.g. `array<f32>`, `array<vec4<f32>>`, `array<u32>`. */
+  /**
+   * WGSL type of the binding: for storage buffers e.g. `array<f32>`, `array<vec4<f32>>`; for
+   * textures e.g. `texture_2d_array<f32>` (read with textureLoad; no sampler).
+   */
   readonly type: string;
-  readonly access: StorageAccess;
+  readonly access: BindingAccess;
 }
 
 export interface UniformSpec<N extends string = string> {
@@ -29,9 +34,14 @@ export type Workgroups = readonly [number, number, number];
 
 /** A binding: a whole buffer, or a range of one (offsets must respect minStorageBufferOffsetAlignment). */
 export type BufferBinding = GpuBuffer | { buffer: GpuBuffer; offset: number; size: number };
+/** A texture binding's resource (for specs with access 'texture'). */
+export interface TextureBinding {
+  texture: GPUTextureView;
+}
 
 export interface DispatchArgs<B extends string, U extends string> {
-  buffers: Readonly<Record<B, BufferBinding>>;
+  /** One resource per binding: a buffer (range) for storage bindings, `{ texture }` for texture bindings. */
+  buffers: Readonly<Record<B, BufferBinding | TextureBinding>>;
   uniforms?: Readonly<Record<U, number>>;
 }
 
@@ -78,7 +88,7 @@ export function defineKernel<P, const B extends string, const U extends string =
       const lines: string[] = [];
       for (const e of spec.enables?.(params) ?? []) lines.push(`enable ${e};`);
       spec.bindings.forEach((b, i) => {
-        lines.push(`@group(0) @binding(${i}) var<storage, ${b.access}> ${b.name}: ${b.type};`);
+        lines.push(b.access === 'texture' ? `@group(0) @binding(${i}) var ${b.name}: ${b.type};` : `@group(0) @binding(${i}) var<storage, ${b.access}> ${b.name}: ${b.type};`);
       });
       if (spec.uniforms.length > 0) {
         lines.push(`struct Uniforms { ${spec.uniforms.map((u) => `${u.name}: ${u.type},`).join(' ')} }`);
@@ -125,18 +135,24 @@ export function packUniforms<U extends string>(
 }
 
 /**
- * Bind group entries for a dispatch's storage buffers, in binding order (the uniform block follows
- * at binding `bindings.length`). Throws naming the binding when its buffer is missing, released, or
- * larger than `maxBinding` (the device's maxStorageBufferBindingSize).
+ * Bind group entries for a dispatch's storage buffers and textures, in binding order (the uniform
+ * block follows at binding `bindings.length`). Throws naming the binding when its resource is
+ * missing, of the wrong kind, released, or a buffer larger than `maxBinding` (the device's
+ * maxStorageBufferBindingSize).
  */
 export function storageEntries<P, B extends string, U extends string>(
   kernel: Kernel<P, B, U>,
-  buffers: Readonly<Record<B, BufferBinding>>,
+  buffers: Readonly<Record<B, BufferBinding | TextureBinding>>,
   maxBinding: number,
 ): GPUBindGroupEntry[] {
   return kernel.bindings.map((b, i) => {
     const bound = buffers[b.name];
-    if (!bound) throw new Error(`kernel '${kernel.name}': missing buffer for binding '${b.name}'`);
+    if (!bound) throw new Error(`kernel '${kernel.name}': missing ${b.access === 'texture' ? 'texture' : 'buffer'} for binding '${b.name}'`);
+    const isTexture = !(bound instanceof GpuBuffer) && 'texture' in bound;
+    if ((b.access === 'texture') !== isTexture) {
+      throw new Error(`kernel '${kernel.name}': binding '${b.name}' takes a ${b.access === 'texture' ? 'texture ({ texture: view })' : 'buffer'}, got a ${isTexture ? 'texture' : 'buffer'}`);
+    }
+    if (isTexture) return { binding: i, resource: bound.texture };
     const { buffer, offset, size } = bound instanceof GpuBuffer ? { buffer: bound, offset: 0, size: bound.capacity } : bound;
     if (buffer.isReleased) throw new Error(`kernel '${kernel.name}': binding '${b.name}' uses a released buffer`);
     if (size > maxBinding) {

@@ -131,6 +131,45 @@ describe('Runtime', () => {
     expect(() => rt.createBuffer(rt.limits.maxBufferSize + 4)).toThrow(/maxBufferSize/);
   });
 
+  it('copies a buffer into a texture that a kernel reads with textureLoad, and rejects bad shapes naming why', async () => {
+    const texel = defineKernel({
+      name: 'test_texel_sum',
+      bindings: [
+        { name: 't', type: 'texture_2d_array<f32>', access: 'texture' },
+        { name: 'o', type: 'array<f32>', access: 'read_write' },
+      ],
+      uniforms: [],
+      workgroupSize: () => [16],
+      dispatch: () => [1, 3, 2],
+      key: () => '',
+      wgsl: () => `
+@compute @workgroup_size(WG_X)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let v = textureLoad(t, vec2<u32>(lid.x, wid.y), wid.z, 0);
+  o[((wid.z * 3u + wid.y) * 16u + lid.x)] = v.x + 10.0 * v.y + 100.0 * v.z + 1000.0 * v.w;
+}`,
+    });
+    // 2 layers × 3 rows × 16 texels (a row: 64 floats = 256 bytes), from byte offset 256.
+    const data = new Float32Array(64 + 2 * 3 * 64).map((_, i) => (i % 7) + 0.25 * (i % 3));
+    const src = rt.upload(data);
+    const out = rt.createBuffer(2 * 3 * 16 * 4);
+    rt.dispatch(texel, undefined, { buffers: { t: { texture: rt.textureFromBuffer(src, 256, 16, 3, 2) }, o: out } });
+    const got = await rt.readF32(out);
+    for (let i = 0; i < 2 * 3 * 16; i++) {
+      const f = data.subarray(64 + 4 * i, 64 + 4 * i + 4);
+      expect(got[i]).toBeCloseTo(f[0]! + 10 * f[1]! + 100 * f[2]! + 1000 * f[3]!, 3);
+    }
+    expect(() => rt.textureFromBuffer(src, 0, 15, 1, 1)).toThrow(/a row of 240 bytes is not a multiple of 256/);
+    expect(() => rt.textureFromBuffer(src, 8, 16, 1, 1)).toThrow(/byteOffset 8 is not a multiple of 16/);
+    expect(() => rt.textureFromBuffer(src, 0, 16, 8, 1)).toThrow(/overflow the buffer/);
+    expect(() => rt.textureFromBuffer(src, 0, 16, 0, 1)).toThrow(/height must be a positive integer, got 0/);
+    const big = rt.limits.maxTextureDimension2D + 16;
+    const wide = rt.createBuffer(big * 16);
+    expect(() => rt.textureFromBuffer(wide, 0, big, 1, 1)).toThrow(LimitError);
+    expect(() => rt.dispatch(texel, undefined, { buffers: { t: src, o: out } })).toThrow(/binding 't' takes a texture \(\{ texture: view \}\), got a buffer/);
+    [src, out, wide].forEach((b) => rt.release(b));
+  });
+
   it('returns the live buffer count to zero after releases, and reuses pooled buffers', async () => {
     const start = rt.stats();
     const bufs = Array.from({ length: 20 }, (_, i) => rt.upload(new Float32Array(100 + i)));

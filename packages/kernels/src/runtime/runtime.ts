@@ -49,7 +49,7 @@ export class Runtime {
   private readonly pipelines: PipelineCache;
   private encoder: GPUCommandEncoder | null = null;
   private batchKernels: string[] = [];
-  private transient: GPUBuffer[] = [];
+  private transient: { destroy(): void }[] = [];
   private lostError: DeviceLostError | null = null;
   private readonly lostSignal: Promise<never>;
   private readonly maxBatch: number;
@@ -149,6 +149,38 @@ export class Runtime {
       throw new RangeError(`copy: ${bytes} bytes overflow (src ${src.size}, dst ${dst.size})`);
     }
     this.openEncoder().copyBufferToBuffer(src.buffer, srcOffset, dst.buffer, dstOffset, Math.ceil(bytes / 4) * 4);
+  }
+
+  /**
+   * Records a copy of `buf` into a new rgba32float 2D-array texture of `width` × `height` texels and
+   * `layers` layers (texel (x, y, l) = the 4 floats at byteOffset + ((l·height + y)·width + x)·16)
+   * and returns its view, for kernels that read an operand with textureLoad. The texture lives until
+   * the work submitted with it has finished. Needs width·16 to be a multiple of 256 (WebGPU's
+   * bytesPerRow alignment) and byteOffset a multiple of 16; sizes above the device's texture limits
+   * throw a LimitError naming the limit.
+   */
+  textureFromBuffer(buf: GpuBuffer, byteOffset: number, width: number, height: number, layers: number): GPUTextureView {
+    this.assertAlive();
+    const what = `textureFromBuffer (${width} × ${height} × ${layers} texels)`;
+    for (const [v, name] of [[width, 'width'], [height, 'height'], [layers, 'layers']] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${what}: ${name} must be a positive integer, got ${v}`);
+    }
+    if ((width * 16) % 256 !== 0) throw new Error(`${what}: a row of ${width * 16} bytes is not a multiple of 256 (bytesPerRow alignment)`);
+    if (byteOffset % 16 !== 0) throw new Error(`${what}: byteOffset ${byteOffset} is not a multiple of 16`);
+    const bytes = width * height * layers * 16;
+    if (byteOffset + bytes > buf.capacity) throw new RangeError(`${what}: ${bytes} bytes from offset ${byteOffset} overflow the buffer (${buf.capacity} bytes)`);
+    const maxDim = this.limits.maxTextureDimension2D;
+    if (width > maxDim || height > maxDim) throw new LimitError('maxTextureDimension2D', Math.max(width, height), maxDim, what);
+    if (layers > this.limits.maxTextureArrayLayers) throw new LimitError('maxTextureArrayLayers', layers, this.limits.maxTextureArrayLayers, what);
+    const texture = this.device.createTexture({
+      label: 'keel operand texture',
+      size: [width, height, layers],
+      format: 'rgba32float',
+      usage: 0x4 /* TEXTURE_BINDING */ | 0x2 /* COPY_DST */,
+    });
+    this.openEncoder().copyBufferToTexture({ buffer: buf.buffer, offset: byteOffset, bytesPerRow: width * 16, rowsPerImage: height }, { texture }, [width, height, layers]);
+    this.transient.push(texture);
+    return texture.createView({ dimension: '2d-array' });
   }
 
   /** Returns a buffer to the pool. Safe while recorded work still uses it. */
