@@ -14,19 +14,30 @@
  *   v12_sgA_packedB8x2  8 rows × 2 lane-strided columns, A as in v11 but the 8 k-steps as a small loop
  *                       (subgroupShuffle), B pre-packed (on the CPU, outside the timing) into 16-column
  *                       panels [N/16][K][16] so the K walk is sequential
- *   v13..v16            the library's subgroup kernel (ops/matmul-subgroup.ts) with TM rows per
- *                       workgroup and WG lanes: each lane owns TM rows × one vec4 of columns, B is one
- *                       vec4 load per lane and k, A one scalar load per lane per 8 k + subgroupBroadcast
- *                       from a constant lane. v14 (TM 10, 16 lanes) is what `matmul_1024` runs.
+ *   v13..v16            the library's subgroup kernel, 'cols' layout (ops/matmul-subgroup.ts) with TM
+ *                       rows per workgroup and WG lanes: each lane owns TM rows × one vec4 of columns,
+ *                       B is one vec4 load per lane and k, A one scalar load per lane per 8 k +
+ *                       subgroupBroadcast from a constant lane (the library's matmul_1024 until 2026-12-08)
+ *   v17..v19            the 'rows' layout with both operands read from their buffers: each lane owns
+ *                       R rows × the workgroup's TN columns, A as vec4s along k, B loaded by lanes
+ *                       0..7 (one row of k each) and broadcast
+ *   v20..v22            the 'rows' layout with both operands copied into rgba32float textures first
+ *                       (counted in the time); v20 (R 3, TN 16) is what `matmul_1024` runs
  * `matmul_1024_tiled_transB` is the tiled kernel on transB, against which the library's transB path
  * (a transpose pack of B, counted in its time, then the subgroup kernel) is compared. v1–v3 and
  * v10–v12 are bench-only kernels for 1024³ (v11–v16 need the 'subgroups' feature, subgroup size
  * ≥ 8). Every case is validated on a sample of output entries against a float64 CPU dot product.
  *
  * What the numbers say about lavapipe (Mesa 25.0, LLVM 15; disassembly of the JIT code taken with
- * perf + gdb): a storage-buffer load whose address differs per lane is emitted as a per-lane scalar
- * sequence (extract offset, bounds check, scalar load, insert; no hardware gather); WGSL fma() is
- * emitted as vmulps + vaddps; accumulators beyond ~24 vector registers spill to the stack.
+ * perf + gdb, and with GALLIVM_DEBUG=asm MESA_SHADER_CACHE_DISABLE=true): a storage-buffer load
+ * whose address differs per lane is emitted as a loop over the lanes (execution-mask test, reload
+ * of the buffer's base and size, then per component a bounds-check branch, scalar load, insert;
+ * no hardware gather), and so is a load whose address is uniform only at run time (the uniform
+ * fast path needs an address built from constants); a textureLoad is branch-free vector code;
+ * a uniform-buffer load with a per-lane address is a branch-free gather too, but a 64 KiB
+ * binding limit makes operand panels in uniform buffers cost 64–1024 dispatches (~11–15 µs each)
+ * and measured no faster; WGSL fma() is emitted as vmulps + vaddps, and LLVM hoists the products
+ * of an unrolled block and spills them; accumulators beyond ~24 vector registers spill.
  * Probes that replace loads by register arithmetic (same 8×3 register block, 1024³; CPU time of
  * both lavapipe threads, which is steadier than wall time on this shared host) put the cost of
  * each part: FMAs alone run at ~42 GFLOP/s; adding 24 per-lane B elements per k halves that
@@ -37,8 +48,10 @@
  * amortizes that cost 4×; reading transB's four columns as four scalar loads is ~1.6× slower than
  * packing B (a transpose, ~20 ms of CPU for 1024²) and running the row-major kernel. Row blocks:
  * TM 8–10 best (TM 12 and 16 spill), 8–32 lanes per workgroup alike, 64+ slower. Measured
- * (best-of, busy host): subgroup kernel ~140–185 ms of CPU per 1024³ vs ~235–295 for the tiled
- * kernel; wall times and ratios to TF.js are in bench/README.md and the report of each run.
+ * (best-of, busy host): 'cols' subgroup kernel ~140–185 ms of CPU per 1024³ vs ~235–295 for the
+ * tiled kernel. The 'rows' layout loads fewer elements per multiply-add at the same register
+ * budget (R 2–4 × TN 12–24 measured alike within noise) and, with textures, avoids the per-lane
+ * load loop for both operands; wall times and ratios to TF.js are in bench/README.md.
  */
 import { defineKernel } from '../packages/kernels/src/runtime/kernel.js';
 import type { GpuBuffer } from '../packages/kernels/src/runtime/buffer-pool.js';
