@@ -369,4 +369,9 @@ export const cases: BenchCase[] = [
   { ...matmulCase('matmul_1024_v20_rows_r3_tn16_tex', rowsVariant(3, 16, 'texture')), requires: ['subgroups'] },
   { ...matmulCase('matmul_1024_v21_rows_r2_tn24_tex', rowsVariant(2, 24, 'texture')), requires: ['subgroups'] },
   { ...matmulCase('matmul_1024_v22_rows_r4_tn16_tex', rowsVariant(4, 16, 'texture')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_x1_rows_r2_tn8_tex', rowsVariant(2, 8, 'texture')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_x2_rows_r2_tn12_tex', rowsVariant(2, 12, 'texture')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_x3_rows_r3_tn8_tex', rowsVariant(3, 8, 'texture')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_x4_rows_r2_tn16_tex', rowsVariant(2, 16, 'texture')), requires: ['subgroups'] },
+  { ...matmulCase('matmul_1024_x5_rows_r4_tn8_tex', rowsVariant(4, 8, 'texture')), requires: ['subgroups'] },
 ];

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Runtime } from '../runtime/runtime.js';
 import { expectAllClose, randn } from '../testing/reference.js';
 import { matmul, type MatmulOptions, type MatmulPath } from './matmul.js';
-import { dispatchSubgroupMatmul, subgroupMatmulFits, subgroupMatmulLayout, subgroupMatmulWidth, textureFits, type SubgroupMatmulDispatch } from './matmul-subgroup.js';
+import { dispatchSubgroupMatmul, subgroupMatmulFits, subgroupMatmulLayout, subgroupMatmulWidth, storageTextureReads, textureFits, type SubgroupMatmulDispatch } from './matmul-subgroup.js';
 
 let rt: Runtime;
 let fits = false;
@@ -284,8 +284,11 @@ describe('subgroup matmul, rows layout with texture operands', () => {
       if (!fits) ctx.skip();
       const c = { batch, m, n, k, transB };
       for (const [aSource, bSource] of SOURCES) {
-        const r = await direct(c, { layout: 'rows', aSource, bSource }, batch + m + n + k);
-        expectAllClose(r.got, reference(r.A, r.B, c), tol(k), `C (A ${aSource}, B ${bSource})`);
+        for (const storageTextures of [true, false]) {
+          if (storageTextures && !storageTextureReads(rt)) continue;
+          const r = await direct(c, { layout: 'rows', aSource, bSource, storageTextures }, batch + m + n + k);
+          expectAllClose(r.got, reference(r.A, r.B, c), tol(k), `C (A ${aSource}, B ${bSource}, ${storageTextures ? 'storage' : 'sampled'} textures)`);
+        }
       }
     });
   }

@@ -174,13 +174,17 @@ export const ROWS_MATMUL_R = 3;
 export const ROWS_MATMUL_TN = 16;
 
 const rowsKernels = new Map<string, RowsMatmulKernel>();
-/** The rows kernel reading A and B from the given sources (one kernel per pair: bindings differ). */
-function rowsMatmulKernel(aSrc: OperandSource, bSrc: OperandSource): RowsMatmulKernel {
-  const id = `${aSrc[0]}${bSrc[0]}`;
+/**
+ * The rows kernel reading A and B from the given sources (one kernel per pair: bindings differ).
+ * Textures are bound as read-only storage textures where WGSL has them (no mip level or sampler
+ * state: on lavapipe ~1.4× faster loads than a sampled texture's textureLoad), else sampled.
+ */
+function rowsMatmulKernel(aSrc: OperandSource, bSrc: OperandSource, storageTex: boolean): RowsMatmulKernel {
+  const id = `${aSrc[0]}${bSrc[0]}${storageTex ? 's' : ''}`;
   let k = rowsKernels.get(id);
   if (!k) {
     const operand = (name: 'a' | 'b', src: OperandSource) =>
-      src === 'texture' ? { name, type: 'texture_2d_array<f32>', access: 'texture' as const } : { name, type: 'array<vec4<f32>>', access: 'read' as const };
+      src === 'texture' ? { name, type: storageTex ? 'texture_storage_2d_array<rgba32float, read>' : 'texture_2d_array<f32>', access: 'texture' as const } : { name, type: 'array<vec4<f32>>', access: 'read' as const };
     k = defineKernel({
       name: `matmul_subgroup_rows_${id}`,
       bindings: [
@@ -194,7 +198,7 @@ function rowsMatmulKernel(aSrc: OperandSource, bSrc: OperandSource): RowsMatmulK
       dispatch: (p: RowsMatmulParams, u) => [Math.ceil(u.N / p.tn), Math.ceil(u.M / (p.wg * p.r)), u.batchC],
       key: (p: RowsMatmulParams) => `${p.r}x${p.tn}@${p.wg}`,
       enables: () => ['subgroups'],
-      wgsl: (p: RowsMatmulParams) => rowsMatmulWgsl(p, aSrc, bSrc),
+      wgsl: (p: RowsMatmulParams) => rowsMatmulWgsl(p, aSrc, bSrc, storageTex),
     });
     rowsKernels.set(id, k);
   }
@@ -202,15 +206,15 @@ function rowsMatmulKernel(aSrc: OperandSource, bSrc: OperandSource): RowsMatmulK
 }
 
 /** WGSL for one rows specialization; rows, column groups and the 8 k-steps are unrolled here. */
-function rowsMatmulWgsl(p: RowsMatmulParams, aSrc: OperandSource, bSrc: OperandSource): string {
+function rowsMatmulWgsl(p: RowsMatmulParams, aSrc: OperandSource, bSrc: OperandSource, storageTex: boolean): string {
   const R = [...Array(p.r).keys()];
   const Q = [...Array(p.tn / 4).keys()];
   /** One block of `steps` (8, or 4 for the K % 8 tail) k-steps starting at k. */
   const block = (steps: 4 | 8, bRow: string): string[] => {
     const S: string[] = [];
-    for (const q of Q) S.push(bSrc === 'texture' ? `let bq${q} = textureLoad(b, vec2<u32>(bCol${q}, ${bRow}), layerB, 0);` : `let bq${q} = b[(bCol${q} + (${bRow}) * u.N) >> 2u];`);
+    for (const q of Q) S.push(bSrc === 'texture' ? `let bq${q} = textureLoad(b, vec2<u32>(bCol${q}, ${bRow}), layerB${storageTex ? '' : ', 0'});` : `let bq${q} = b[(bCol${q} + (${bRow}) * u.N) >> 2u];`);
     for (const i of R) {
-      for (let h = 0; h < steps / 4; h++) S.push(aSrc === 'texture' ? `let a${i}_${h} = textureLoad(a, vec2<u32>((k >> 2u) + ${h}u, aRow${i}), layerA, 0);` : `let a${i}_${h} = a[aRow${i} + (k >> 2u) + ${h}u];`);
+      for (let h = 0; h < steps / 4; h++) S.push(aSrc === 'texture' ? `let a${i}_${h} = textureLoad(a, vec2<u32>((k >> 2u) + ${h}u, aRow${i}), layerA${storageTex ? '' : ', 0'});` : `let a${i}_${h} = a[aRow${i} + (k >> 2u) + ${h}u];`);
     }
     for (let kk = 0; kk < steps; kk++) {
       for (const q of Q) S.push(`let bb${kk}_${q} = subgroupBroadcast(bq${q}, ${kk}u);`);
@@ -304,6 +308,8 @@ export interface SubgroupMatmulDispatch {
   /** Overrides of the rows layout's operand sources (default: a texture wherever one fits). */
   aSource?: OperandSource;
   bSource?: OperandSource;
+  /** Override (tests): read textures as storage textures (default where WGSL can) or sampled ones. */
+  storageTextures?: boolean;
 }
 
 /**
@@ -315,6 +321,11 @@ export type SubgroupMatmulLayout = 'cols' | 'rows';
 /** The layout `dispatchSubgroupMatmul` uses by default: rows wherever it can run (see the header). */
 export function subgroupMatmulLayout(d: { transA: boolean; k: number }): SubgroupMatmulLayout {
   return !d.transA && d.k % 4 === 0 ? 'rows' : 'cols';
+}
+
+/** Whether WGSL on this runtime can read storage textures (texture_storage_2d_array<…, read>). */
+export function storageTextureReads(rt: Runtime): boolean {
+  return rt.wgslFeatures.has('readonly_and_readwrite_storage_textures');
 }
 
 /**
@@ -354,7 +365,7 @@ export function dispatchSubgroupMatmul(rt: Runtime, d: SubgroupMatmulDispatch): 
         bias: d.bias,
         c: d.c,
       };
-      rt.dispatch(rowsMatmulKernel(aSrc, bSrc), { r, tn, wg }, { buffers: bound, uniforms: d.uniforms });
+      rt.dispatch(rowsMatmulKernel(aSrc, bSrc, d.storageTextures ?? storageTextureReads(rt)), { r, tn, wg }, { buffers: bound, uniforms: d.uniforms });
       return;
     }
     if (layout !== 'cols') throw new Error(`matmul (subgroup): layout must be 'cols' or 'rows', got ${String(layout)}`);

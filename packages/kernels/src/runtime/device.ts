@@ -37,7 +37,7 @@ export interface DeviceRequest {
   gpu?: GPU;
 }
 
-export async function requestDevice(options: DeviceRequest): Promise<{ device: GPUDevice; adapterInfo: GPUAdapterInfo }> {
+export async function requestDevice(options: DeviceRequest): Promise<{ device: GPUDevice; adapterInfo: GPUAdapterInfo; wgslFeatures: string[] }> {
   const gpu = options.gpu ?? (await getGpu());
   const adapter = await gpu.requestAdapter(options.powerPreference ? { powerPreference: options.powerPreference } : undefined);
   if (!adapter) {
@@ -52,7 +52,9 @@ export async function requestDevice(options: DeviceRequest): Promise<{ device: G
     if (typeof v === 'number') requiredLimits[key] = v;
   }
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: 'keel' });
-  return { device, adapterInfo: adapter.info };
+  // WGSL language extensions (e.g. readonly_and_readwrite_storage_textures); older implementations lack the set.
+  const wgslFeatures = [...((gpu as { wgslLanguageFeatures?: Iterable<string> }).wgslLanguageFeatures ?? [])].map(String).sort();
+  return { device, adapterInfo: adapter.info, wgslFeatures };
 }
 
 /** The adapter, granted features and every numeric limit of a device. */

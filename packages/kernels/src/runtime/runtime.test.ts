@@ -153,11 +153,24 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     const data = new Float32Array(64 + 2 * 3 * 64).map((_, i) => (i % 7) + 0.25 * (i % 3));
     const src = rt.upload(data);
     const out = rt.createBuffer(2 * 3 * 16 * 4);
-    rt.dispatch(texel, undefined, { buffers: { t: { texture: rt.textureFromBuffer(src, 256, 16, 3, 2) }, o: out } });
-    const got = await rt.readF32(out);
-    for (let i = 0; i < 2 * 3 * 16; i++) {
-      const f = data.subarray(64 + 4 * i, 64 + 4 * i + 4);
-      expect(got[i]).toBeCloseTo(f[0]! + 10 * f[1]! + 100 * f[2]! + 1000 * f[3]!, 3);
+    const kernels = [texel];
+    if (rt.wgslFeatures.has('readonly_and_readwrite_storage_textures')) {
+      kernels.push(
+        defineKernel({
+          ...texel,
+          name: 'test_texel_sum_storage',
+          bindings: [{ name: 't', type: 'texture_storage_2d_array<rgba32float, read>', access: 'texture' }, texel.bindings[1]!],
+          wgsl: () => texel.wgsl(undefined).replace('wid.z, 0)', 'wid.z)'),
+        }),
+      );
+    }
+    for (const kernel of kernels) {
+      rt.dispatch(kernel, undefined, { buffers: { t: { texture: rt.textureFromBuffer(src, 256, 16, 3, 2) }, o: out } });
+      const got = await rt.readF32(out);
+      for (let i = 0; i < 2 * 3 * 16; i++) {
+        const f = data.subarray(64 + 4 * i, 64 + 4 * i + 4);
+        expect(got[i], kernel.name).toBeCloseTo(f[0]! + 10 * f[1]! + 100 * f[2]! + 1000 * f[3]!, 3);
+      }
     }
     expect(() => rt.textureFromBuffer(src, 0, 15, 1, 1)).toThrow(/a row of 240 bytes is not a multiple of 256/);
     expect(() => rt.textureFromBuffer(src, 8, 16, 1, 1)).toThrow(/byteOffset 8 is not a multiple of 16/);

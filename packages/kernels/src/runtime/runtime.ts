@@ -61,6 +61,8 @@ export class Runtime {
     readonly device: GPUDevice,
     adapterInfo: GPUAdapterInfo,
     options: RuntimeOptions,
+    /** WGSL language extensions the implementation supports (navigator.gpu.wgslLanguageFeatures). */
+    readonly wgslFeatures: ReadonlySet<string> = new Set(),
   ) {
     this.maxBatch = options.maxBatch ?? 256;
     this.limits = device.limits;
@@ -87,8 +89,8 @@ export class Runtime {
 
   /** Requests an adapter and a device with the adapter's real limits and keel's features. */
   static async create(options: RuntimeOptions = {}): Promise<Runtime> {
-    const { device, adapterInfo } = await requestDevice(options);
-    return new Runtime(device, adapterInfo, options);
+    const { device, adapterInfo, wgslFeatures } = await requestDevice(options);
+    return new Runtime(device, adapterInfo, options, new Set(wgslFeatures));
   }
 
   has(feature: KeelFeature): boolean {
@@ -176,7 +178,7 @@ export class Runtime {
       label: 'keel operand texture',
       size: [width, height, layers],
       format: 'rgba32float',
-      usage: 0x4 /* TEXTURE_BINDING */ | 0x2 /* COPY_DST */,
+      usage: 0x4 /* TEXTURE_BINDING */ | 0x8 /* STORAGE_BINDING */ | 0x2 /* COPY_DST */,
     });
     this.openEncoder().copyBufferToTexture({ buffer: buf.buffer, offset: byteOffset, bytesPerRow: width * 16, rowsPerImage: height }, { texture }, [width, height, layers]);
     this.transient.push(texture);
