@@ -197,21 +197,20 @@ describe('subgroup matmul, rows layout', () => {
     [1, 61, 132, 36],
   ];
   for (const [batch, m, n, k] of ROWS_SHAPES) {
-    for (const transB of [false, true]) {
-      it(`B=${batch} M=${m} N=${n} K=${k} transB=${transB}`, async (ctx) => {
+    for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+      it(`B=${batch} M=${m} N=${n} K=${k} transA=${transA} transB=${transB}`, async (ctx) => {
         if (!fits) ctx.skip();
-        const c = { batch, m, n, k, transB };
+        const c = { batch, m, n, k, transA, transB };
         const { A, B, got } = await direct(c, { layout: 'rows' }, batch * 100 + m + n + k);
         expectAllClose(got, reference(A, B, c), tol(k), 'C (rows)');
       });
     }
   }
 
-  it('is what matmul picks for untransposed A with K % 4 == 0, and only there', () => {
-    expect(subgroupMatmulLayout({ transA: false, k: 1024 })).toBe('rows');
-    expect(subgroupMatmulLayout({ transA: false, k: 36 })).toBe('rows');
-    expect(subgroupMatmulLayout({ transA: false, k: 37 })).toBe('cols');
-    expect(subgroupMatmulLayout({ transA: true, k: 1024 })).toBe('cols');
+  it('is what matmul picks wherever K % 4 == 0, and only there', () => {
+    expect(subgroupMatmulLayout({ k: 1024 })).toBe('rows');
+    expect(subgroupMatmulLayout({ k: 36 })).toBe('rows');
+    expect(subgroupMatmulLayout({ k: 37 })).toBe('cols');
   });
 
   it('adds a bias per column or per row, accumulates, broadcasts a batch-1 operand and sums batches', async (ctx) => {
@@ -228,6 +227,7 @@ describe('subgroup matmul, rows layout', () => {
     for (const c of [
       { batch: 3, m: 21, n: 12, k: 16, batchB: 1 },
       { batch: 4, m: 12, n: 20, k: 12, batchA: 1 },
+      { batch: 2, m: 10, n: 16, k: 20, batchA: 1, transA: true },
     ]) {
       const r = await direct(c, { layout: 'rows' }, 46);
       expectAllClose(r.got, reference(r.A, r.B, c), tol(c.k), 'broadcast C');
@@ -268,8 +268,7 @@ describe('subgroup matmul, rows layout', () => {
 
   it('rejects shapes and tilings it cannot run, naming what is wrong', async (ctx) => {
     if (!fits) ctx.skip();
-    await expect(direct({ batch: 1, m: 4, n: 4, k: 6 }, { layout: 'rows' }, 49)).rejects.toThrow(/rows layout needs A untransposed and K % 4 == 0 \(transA false, K = 6\)/);
-    await expect(direct({ batch: 1, m: 4, n: 4, k: 8, transA: true }, { layout: 'rows' }, 49)).rejects.toThrow(/rows layout needs A untransposed .*transA true/);
+    await expect(direct({ batch: 1, m: 4, n: 4, k: 6 }, { layout: 'rows' }, 49)).rejects.toThrow(/the rows layout needs K % 4 == 0, got K = 6/);
     await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'rows', tn: 10 }, 49)).rejects.toThrow(/tn must be a multiple of 4 in \[4, 32\], got 10/);
     await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'rows', rows: 9 }, 49)).rejects.toThrow(/rows must be an integer in \[1, 8\], got 9/);
     await expect(direct({ batch: 1, m: 4, n: 4, k: 8 }, { layout: 'diag' as 'rows' }, 49)).rejects.toThrow(/layout must be 'cols' or 'rows', got diag/);
@@ -279,10 +278,10 @@ describe('subgroup matmul, rows layout', () => {
 describe('subgroup matmul, rows layout with texture operands', () => {
   // K and N multiples of 64 (a texture row must be a multiple of 256 bytes); M ragged.
   const SOURCES = [['texture', 'texture'], ['texture', 'buffer'], ['buffer', 'texture'], ['buffer', 'buffer']] as const;
-  for (const [batch, m, n, k, transB] of [[1, 37, 64, 64, false], [2, 19, 128, 192, true], [3, 50, 64, 128, false]] as const) {
-    it(`B=${batch} M=${m} N=${n} K=${k} transB=${transB}: every pair of operand sources`, async (ctx) => {
+  for (const [batch, m, n, k, transA, transB] of [[1, 37, 64, 64, false, false], [2, 19, 128, 192, false, true], [3, 50, 64, 128, true, false]] as const) {
+    it(`B=${batch} M=${m} N=${n} K=${k} transA=${transA} transB=${transB}: every pair of operand sources`, async (ctx) => {
       if (!fits) ctx.skip();
-      const c = { batch, m, n, k, transB };
+      const c = { batch, m, n, k, transA, transB };
       for (const [aSource, bSource] of SOURCES) {
         for (const storageTextures of [true, false]) {
           if (storageTextures && !storageTextureReads(rt)) continue;

@@ -12,7 +12,7 @@
  * Two layouts of the work, both register-blocked with one operand shared through subgroup
  * broadcasts instead of workgroup memory:
  *
- * 'rows' (the default where A is untransposed and K % 4 == 0). Invocation x of a workgroup owns
+ * 'rows' (the default where K % 4 == 0; transA packs A first). Invocation x of a workgroup owns
  *   R = 3 rows of C (x, x + WG, x + 2·WG of the workgroup's row block) × the workgroup's TN = 16
  *   columns: 12 vec4 accumulators. A is read as vec4s along k (one load = 4 k-steps of a row);
  *   B is read cooperatively: for every 8 k-steps, lane l loads row k + l of the workgroup's
@@ -21,14 +21,15 @@
  *   Where an operand's rows are a multiple of 64 floats (WebGPU's 256-byte bytesPerRow) and it
  *   fits the texture limits, it is first copied (copyBufferToTexture, a device-side copy) into an
  *   rgba32float 2D-array texture, one layer per batch, and read with textureLoad.
- * 'cols' (transA, or K % 4 != 0). A workgroup is one row of WG_X invocations and owns TM = 10
+ * 'cols' (K % 4 != 0). A workgroup is one row of WG_X invocations and owns TM = 10
  *   rows × 4·WG_X columns; each invocation owns the TM rows × 4 consecutive columns (TM vec4
  *   accumulators). For every 8-wide step of K, lane l loads A[row][k + l] for each of the TM rows
  *   and the 8 k-steps take A[row][k + kk] from lane kk with subgroupBroadcast; B is one vec4 load
  *   per lane and k-step. transA only changes the A address. K mod 8 trailing steps run a plain
  *   loop with direct A loads.
  * transB is handled by a pack pass (B (N, K) → (K, N), layout.ts's transpose) into a temporary
- * buffer, counted in the time of the matmul; then either layout reads B row-major.
+ * buffer, counted in the time of the matmul; then either layout reads B row-major. The rows
+ * layout packs a transposed A the same way ((K, M) → (M, K)); 'cols' reads it in place.
  *
  * Why (measured in bench/matmul.ts on lavapipe, where a subgroup is one 8-wide SIMD register and
  * the JIT code was read with GALLIVM_DEBUG=asm): a storage-buffer load whose address varies per
@@ -314,13 +315,13 @@ export interface SubgroupMatmulDispatch {
 
 /**
  * The two layouts of the subgroup path: 'cols' (lanes own columns, A broadcast) and 'rows' (lanes
- * own rows, B broadcast; needs A untransposed and K % 4 == 0).
+ * own rows, B broadcast; needs K % 4 == 0, reads A untransposed: transA packs it first).
  */
 export type SubgroupMatmulLayout = 'cols' | 'rows';
 
 /** The layout `dispatchSubgroupMatmul` uses by default: rows wherever it can run (see the header). */
-export function subgroupMatmulLayout(d: { transA: boolean; k: number }): SubgroupMatmulLayout {
-  return !d.transA && d.k % 4 === 0 ? 'rows' : 'cols';
+export function subgroupMatmulLayout(d: { k: number }): SubgroupMatmulLayout {
+  return d.k % 4 === 0 ? 'rows' : 'cols';
 }
 
 /** Whether WGSL on this runtime can read storage textures (texture_storage_2d_array<…, read>). */
@@ -338,49 +339,46 @@ export function textureFits(rt: Runtime, o: { rowFloats: number; rows: number; l
   return o.rowFloats % 64 === 0 && o.offset % 16 === 0 && o.rowFloats / 4 <= maxDim && o.rows <= maxDim && o.layers <= rt.limits.maxTextureArrayLayers;
 }
 
-/** Records the subgroup kernel (after the B pack for transB); matmul.ts has validated shapes and buffers. */
+/**
+ * Records the subgroup kernel, after transpose packs of A (transA, rows layout) and B (transB),
+ * whose temporaries are released once recorded; matmul.ts has validated shapes and buffers.
+ */
 export function dispatchSubgroupMatmul(rt: Runtime, d: SubgroupMatmulDispatch): void {
-  const { N, K } = d.uniforms;
-  const layout = d.layout ?? subgroupMatmulLayout({ transA: d.transA, k: K });
-  const record = (b: SubgroupMatmulDispatch['b']) => {
-    const buffers = { a: d.a, b, bias: d.bias, c: d.c };
-    if (layout === 'rows') {
-      if (d.transA || K % 4 !== 0) throw new Error(`matmul (subgroup): the rows layout needs A untransposed and K % 4 == 0 (transA ${d.transA}, K = ${K})`);
-      const r = d.rows ?? ROWS_MATMUL_R;
-      const tn = d.tn ?? ROWS_MATMUL_TN;
-      const wg = d.wgx ?? Math.max(8, subgroupSizes(rt).max);
-      if (!Number.isInteger(r) || r < 1 || r > 8) throw new Error(`matmul (subgroup): rows must be an integer in [1, 8], got ${r}`);
-      if (!Number.isInteger(tn) || tn < 4 || tn > 32 || tn % 4 !== 0) throw new Error(`matmul (subgroup): tn must be a multiple of 4 in [4, 32], got ${tn}`);
-      if (!(wg >= 8 && wg <= 256 && (wg & (wg - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wg}`);
-      const { M, strideA, strideB, batchC, perGroup } = d.uniforms;
-      const batch = batchC * perGroup;
-      const opA = { rowFloats: K, rows: M, layers: strideA === 0 ? 1 : batch, offset: d.a.offset };
-      const opB = { rowFloats: N, rows: K, layers: strideB === 0 ? 1 : batch, offset: b.offset };
-      const aSrc = d.aSource ?? (textureFits(rt, opA) ? 'texture' : 'buffer');
-      const bSrc = d.bSource ?? (textureFits(rt, opB) ? 'texture' : 'buffer');
-      const viaTexture = (x: SubgroupMatmulDispatch['a'], o: typeof opA) => ({ texture: rt.textureFromBuffer(x.buffer, x.offset, o.rowFloats / 4, o.rows, o.layers) });
-      const bound = {
-        a: aSrc === 'texture' ? viaTexture(d.a, opA) : d.a,
-        b: bSrc === 'texture' ? viaTexture(b, opB) : b,
-        bias: d.bias,
-        c: d.c,
-      };
-      rt.dispatch(rowsMatmulKernel(aSrc, bSrc, d.storageTextures ?? storageTextureReads(rt)), { r, tn, wg }, { buffers: bound, uniforms: d.uniforms });
-      return;
-    }
+  const { M, N, K, strideA, strideB, batchC, perGroup } = d.uniforms;
+  const layout = d.layout ?? subgroupMatmulLayout({ k: K });
+  const batch = batchC * perGroup;
+  const temps: GpuBuffer[] = [];
+  /** op(X) stored (batches, rows, cols) → a packed (batches, cols, rows) copy. */
+  const pack = (x: SubgroupMatmulDispatch['a'], rows: number, cols: number, batches: number, what: 'A' | 'B') => {
+    if (x.offset !== 0) throw new Error(`matmul (subgroup): trans${what} needs ${what} bound from offset 0`);
+    const packed = transpose(rt, x.buffer, [batches, rows, cols]);
+    temps.push(packed);
+    return { buffer: packed, offset: 0, size: Math.min(packed.capacity, Math.ceil(Math.max(batches * rows * cols, 4) / 4) * 16) };
+  };
+  const b = d.transB ? pack(d.b, N, K, d.batchB, 'B') : d.b; // (batchB, K, N)
+  if (layout === 'rows') {
+    if (K % 4 !== 0) throw new Error(`matmul (subgroup): the rows layout needs K % 4 == 0, got K = ${K}`);
+    const a = d.transA ? pack(d.a, K, M, strideA === 0 ? 1 : batch, 'A') : d.a; // (batchA, M, K)
+    const r = d.rows ?? ROWS_MATMUL_R;
+    const tn = d.tn ?? ROWS_MATMUL_TN;
+    const wg = d.wgx ?? Math.max(8, subgroupSizes(rt).max);
+    if (!Number.isInteger(r) || r < 1 || r > 8) throw new Error(`matmul (subgroup): rows must be an integer in [1, 8], got ${r}`);
+    if (!Number.isInteger(tn) || tn < 4 || tn > 32 || tn % 4 !== 0) throw new Error(`matmul (subgroup): tn must be a multiple of 4 in [4, 32], got ${tn}`);
+    if (!(wg >= 8 && wg <= 256 && (wg & (wg - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wg}`);
+    const opA = { rowFloats: K, rows: M, layers: strideA === 0 ? 1 : batch, offset: a.offset };
+    const opB = { rowFloats: N, rows: K, layers: strideB === 0 ? 1 : batch, offset: b.offset };
+    const aSrc = d.aSource ?? (textureFits(rt, opA) ? 'texture' : 'buffer');
+    const bSrc = d.bSource ?? (textureFits(rt, opB) ? 'texture' : 'buffer');
+    const viaTexture = (x: SubgroupMatmulDispatch['a'], o: typeof opA) => ({ texture: rt.textureFromBuffer(x.buffer, x.offset, o.rowFloats / 4, o.rows, o.layers) });
+    const bound = { a: aSrc === 'texture' ? viaTexture(a, opA) : a, b: bSrc === 'texture' ? viaTexture(b, opB) : b, bias: d.bias, c: d.c };
+    rt.dispatch(rowsMatmulKernel(aSrc, bSrc, d.storageTextures ?? storageTextureReads(rt)), { r, tn, wg }, { buffers: bound, uniforms: d.uniforms });
+  } else {
     if (layout !== 'cols') throw new Error(`matmul (subgroup): layout must be 'cols' or 'rows', got ${String(layout)}`);
     const wgx = d.wgx ?? subgroupMatmulWidth(N, subgroupSizes(rt).max);
     const tm = d.tm ?? SUBGROUP_MATMUL_TM;
     if (!Number.isInteger(tm) || tm < 1 || tm > 16) throw new Error(`matmul (subgroup): tm must be an integer in [1, 16], got ${tm}`);
     if (!(wgx >= 8 && wgx <= 256 && (wgx & (wgx - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wgx}`);
-    rt.dispatch(subgroupMatmulKernel, { tm, wgx, transA: d.transA }, { buffers, uniforms: d.uniforms });
-  };
-  if (!d.transB) {
-    record(d.b);
-    return;
+    rt.dispatch(subgroupMatmulKernel, { tm, wgx, transA: d.transA }, { buffers: { a: d.a, b, bias: d.bias, c: d.c }, uniforms: d.uniforms });
   }
-  if (d.b.offset !== 0) throw new Error('matmul (subgroup): transB needs B bound from offset 0');
-  const packed = transpose(rt, d.b.buffer, [d.batchB, N, K]); // (batchB, K, N)
-  record({ buffer: packed, offset: 0, size: Math.min(packed.capacity, Math.ceil(Math.max(d.batchB * K * N, 4) / 4) * 16) });
-  rt.release(packed); // safe while the recorded dispatch still reads it
+  temps.forEach((t) => rt.release(t)); // safe while the recorded dispatch still reads them
 }
