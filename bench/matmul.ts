@@ -23,6 +23,7 @@
  *                       0..7 (one row of k each) and broadcast
  *   v20..v22            the 'rows' layout with both operands copied into rgba32float textures first
  *                       (counted in the time); v20 (R 3, TN 16) is what `matmul_1024` runs
+ * `matmul_1024_f16` is the library with A and B stored as f16 (the tiled kernel, widening on load).
  * `matmul_1024_transA` is the library on transA (a transpose pack of A, counted, then the rows
  * layout). `matmul_1024_tiled_transB` is the tiled kernel on transB, against which the library's transB path
  * (a transpose pack of B, counted in its time, then the subgroup kernel) is compared. v1–v3 and
@@ -59,6 +60,7 @@ import { defineKernel } from '../packages/kernels/src/runtime/kernel.js';
 import type { GpuBuffer } from '../packages/kernels/src/runtime/buffer-pool.js';
 import type { Runtime } from '../packages/kernels/src/runtime/runtime.js';
 import { matmul, MATMUL_DEFAULT_TILE, type MatmulTile } from '../packages/kernels/src/ops/matmul.js';
+import { castF16ToF32, castF32ToF16 } from '../packages/kernels/src/ops/elementwise.js';
 import { dispatchSubgroupMatmul, type OperandSource } from '../packages/kernels/src/ops/matmul-subgroup.js';
 import type { BenchCase } from './harness.js';
 import { tfSync } from './peer.js';
@@ -318,6 +320,44 @@ function matmulCase(
   };
 }
 
+/** The library on f16 A and B (cast on the GPU outside the timing; validated against the f16-rounded inputs). */
+function f16Case(name: string): BenchCase {
+  const A = data(S * S, 1);
+  const B = data(S * S, 2);
+  return {
+    name,
+    flops: FLOPS,
+    maxTime: 2,
+    requires: ['shader-f16'],
+    async setup(rt) {
+      const [a32, b32] = [rt.upload(A), rt.upload(B)];
+      const [a, b] = [castF32ToF16(rt, a32, { n: S * S }), castF32ToF16(rt, b32, { n: S * S })];
+      const rounded = async (h: GpuBuffer) => {
+        const back = castF16ToF32(rt, h, { n: S * S });
+        const v = await rt.readF32(back);
+        rt.release(back);
+        return v;
+      };
+      const [Ar, Br] = [await rounded(a), await rounded(b)];
+      [a32, b32].forEach((x) => rt.release(x));
+      const c = rt.createBuffer(S * S * 4);
+      const run = () => {
+        matmul(rt, a, b, { batch: 1, m: S, n: S, k: S, dtypeA: 'f16', dtypeB: 'f16', out: c });
+      };
+      return {
+        run,
+        async validate() {
+          run();
+          checkSample(name, await rt.readF32(c), Ar, Br, false);
+        },
+        dispose() {
+          [a, b, c].forEach((x) => rt.release(x));
+        },
+      };
+    },
+  };
+}
+
 const library = (tile: MatmulTile, transB = false) => (rt: Runtime, a: GpuBuffer, b: GpuBuffer, c: GpuBuffer) => {
   matmul(rt, a, b, { batch: 1, m: S, n: S, k: S, transB, tile, out: c });
 };
@@ -348,6 +388,7 @@ export const cases: BenchCase[] = [
   matmulCase('matmul_1024_transB', (rt, a, b, c) => matmul(rt, a, b, { batch: 1, m: S, n: S, k: S, transB: true, out: c }), true, true),
   matmulCase('matmul_1024_transA', (rt, a, b, c) => matmul(rt, a, b, { batch: 1, m: S, n: S, k: S, transA: true, out: c }), false, true, undefined, true),
   matmulCase('matmul_1024_tiled_transB', library(MATMUL_DEFAULT_TILE, true), true),
+  f16Case('matmul_1024_f16'),
   matmulCase('matmul_1024_v1_naive', benchOnly(naive)),
   matmulCase('matmul_1024_v2_shared16', benchOnly(shared16)),
   matmulCase('matmul_1024_v3_shared64_reg4x4', benchOnly(shared64)),

@@ -20,7 +20,9 @@
  *   lane, so a register splat). Per 8 k-steps a lane loads 10 vec4s for 384 multiply-adds.
  *   Where an operand's rows are a multiple of 64 floats (WebGPU's 256-byte bytesPerRow) and it
  *   fits the texture limits, it is first copied (copyBufferToTexture, a device-side copy) into an
- *   rgba32float 2D-array texture, one layer per batch, and read with textureLoad.
+ *   rgba32float 2D-array texture, one layer per batch, and read with textureLoad. An operand
+ *   stored as f16 (matmul's dtypeA / dtypeB) is always read this way, from an rgba16float texture
+ *   (rows of a multiple of 128 halves, untransposed): textureLoad widens it to f32 for free.
  * 'cols' (K % 4 != 0). A workgroup is one row of WG_X invocations and owns TM = 10
  *   rows × 4·WG_X columns; each invocation owns the TM rows × 4 consecutive columns (TM vec4
  *   accumulators). For every 8-wide step of K, lane l loads A[row][k + l] for each of the TM rows
@@ -180,17 +182,20 @@ const rowsKernels = new Map<string, RowsMatmulKernel>();
  * Textures are bound as read-only storage textures where WGSL has them (no mip level or sampler
  * state: on lavapipe ~1.4× faster loads than a sampled texture's textureLoad), else sampled.
  */
-function rowsMatmulKernel(aSrc: OperandSource, bSrc: OperandSource, storageTex: boolean): RowsMatmulKernel {
-  const id = `${aSrc[0]}${bSrc[0]}${storageTex ? 's' : ''}`;
+function rowsMatmulKernel(aSrc: OperandSource, bSrc: OperandSource, storageTex: boolean, f16A = false, f16B = false): RowsMatmulKernel {
+  const id = `${aSrc[0]}${f16A ? 'h' : ''}${bSrc[0]}${f16B ? 'h' : ''}${storageTex ? 's' : ''}`;
   let k = rowsKernels.get(id);
   if (!k) {
-    const operand = (name: 'a' | 'b', src: OperandSource) =>
-      src === 'texture' ? { name, type: storageTex ? 'texture_storage_2d_array<rgba32float, read>' : 'texture_2d_array<f32>', access: 'texture' as const } : { name, type: 'array<vec4<f32>>', access: 'read' as const };
+    const operand = (name: 'a' | 'b', src: OperandSource, f16: boolean) =>
+      src === 'texture'
+        ? { name, type: storageTex ? `texture_storage_2d_array<${f16 ? 'rgba16float' : 'rgba32float'}, read>` : 'texture_2d_array<f32>', access: 'texture' as const }
+        : { name, type: 'array<vec4<f32>>', access: 'read' as const };
+    if ((f16A && aSrc !== 'texture') || (f16B && bSrc !== 'texture')) throw new Error('matmul (subgroup): f16 operands are read from textures only');
     k = defineKernel({
       name: `matmul_subgroup_rows_${id}`,
       bindings: [
-        operand('a', aSrc), // (B|1, M, K), K % 4 == 0; as a texture: K/4 × M texels, one layer per batch
-        operand('b', bSrc), // (B|1, K, N), N % 4 == 0; as a texture: N/4 × K texels, one layer per batch
+        operand('a', aSrc, f16A), // (B|1, M, K), K % 4 == 0; as a texture: K/4 × M texels, one layer per batch
+        operand('b', bSrc, f16B), // (B|1, K, N), N % 4 == 0; as a texture: N/4 × K texels, one layer per batch
         { name: 'bias', type: 'array<f32>', access: 'read' }, // (N,) or (M,); A as a dummy without bias
         { name: 'c', type: 'array<vec4<f32>>', access: 'read_write' }, // (B, M, N)
       ],
@@ -311,6 +316,9 @@ export interface SubgroupMatmulDispatch {
   bSource?: OperandSource;
   /** Override (tests): read textures as storage textures (default where WGSL can) or sampled ones. */
   storageTextures?: boolean;
+  /** A / B stored as f16: rows layout only, untransposed, through an rgba16float texture (see `textureFits`). */
+  f16A?: boolean;
+  f16B?: boolean;
 }
 
 /**
@@ -330,13 +338,15 @@ export function storageTextureReads(rt: Runtime): boolean {
 }
 
 /**
- * Whether an operand of `layers` × `rows` rows of `rowFloats` floats (from byte `offset` of its
- * buffer) can be copied into an rgba32float texture for the rows layout: rows of a multiple of 64
- * floats (WebGPU's 256-byte bytesPerRow), a 16-byte aligned offset, and the device's texture limits.
+ * Whether an operand of `layers` × `rows` rows of `rowFloats` elements (from byte `offset` of its
+ * buffer) can be copied into an rgba32float (rgba16float with f16) texture for the rows layout:
+ * rows of a multiple of 256 bytes (WebGPU's bytesPerRow: 64 floats, 128 halves), an offset aligned
+ * to the texel, and the device's texture limits.
  */
-export function textureFits(rt: Runtime, o: { rowFloats: number; rows: number; layers: number; offset: number }): boolean {
+export function textureFits(rt: Runtime, o: { rowFloats: number; rows: number; layers: number; offset: number; f16?: boolean }): boolean {
   const maxDim = rt.limits.maxTextureDimension2D;
-  return o.rowFloats % 64 === 0 && o.offset % 16 === 0 && o.rowFloats / 4 <= maxDim && o.rows <= maxDim && o.layers <= rt.limits.maxTextureArrayLayers;
+  const bytes = o.f16 ? 2 : 4; // per element; a texel holds 4
+  return (o.rowFloats * bytes) % 256 === 0 && o.offset % (4 * bytes) === 0 && o.rowFloats / 4 <= maxDim && o.rows <= maxDim && o.layers <= rt.limits.maxTextureArrayLayers;
 }
 
 /**
@@ -355,6 +365,10 @@ export function dispatchSubgroupMatmul(rt: Runtime, d: SubgroupMatmulDispatch): 
     temps.push(packed);
     return { buffer: packed, offset: 0, size: Math.min(packed.capacity, Math.ceil(Math.max(batches * rows * cols, 4) / 4) * 16) };
   };
+  const [f16A, f16B] = [d.f16A ?? false, d.f16B ?? false];
+  if ((f16A && (d.transA || layout !== 'rows')) || (f16B && d.transB)) {
+    throw new Error(`matmul (subgroup): f16 operands need the rows layout and no transpose (transA ${d.transA}, transB ${d.transB}, layout ${layout})`);
+  }
   const b = d.transB ? pack(d.b, N, K, d.batchB, 'B') : d.b; // (batchB, K, N)
   if (layout === 'rows') {
     if (K % 4 !== 0) throw new Error(`matmul (subgroup): the rows layout needs K % 4 == 0, got K = ${K}`);
@@ -365,13 +379,15 @@ export function dispatchSubgroupMatmul(rt: Runtime, d: SubgroupMatmulDispatch): 
     if (!Number.isInteger(r) || r < 1 || r > 8) throw new Error(`matmul (subgroup): rows must be an integer in [1, 8], got ${r}`);
     if (!Number.isInteger(tn) || tn < 4 || tn > 32 || tn % 4 !== 0) throw new Error(`matmul (subgroup): tn must be a multiple of 4 in [4, 32], got ${tn}`);
     if (!(wg >= 8 && wg <= 256 && (wg & (wg - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wg}`);
-    const opA = { rowFloats: K, rows: M, layers: strideA === 0 ? 1 : batch, offset: a.offset };
-    const opB = { rowFloats: N, rows: K, layers: strideB === 0 ? 1 : batch, offset: b.offset };
-    const aSrc = d.aSource ?? (textureFits(rt, opA) ? 'texture' : 'buffer');
-    const bSrc = d.bSource ?? (textureFits(rt, opB) ? 'texture' : 'buffer');
-    const viaTexture = (x: SubgroupMatmulDispatch['a'], o: typeof opA) => ({ texture: rt.textureFromBuffer(x.buffer, x.offset, o.rowFloats / 4, o.rows, o.layers) });
+    const opA = { rowFloats: K, rows: M, layers: strideA === 0 ? 1 : batch, offset: a.offset, f16: f16A };
+    const opB = { rowFloats: N, rows: K, layers: strideB === 0 ? 1 : batch, offset: b.offset, f16: f16B };
+    const aSrc = f16A ? 'texture' : (d.aSource ?? (textureFits(rt, opA) ? 'texture' : 'buffer'));
+    const bSrc = f16B ? 'texture' : (d.bSource ?? (textureFits(rt, opB) ? 'texture' : 'buffer'));
+    const viaTexture = (x: SubgroupMatmulDispatch['a'], o: typeof opA) => ({
+      texture: rt.textureFromBuffer(x.buffer, x.offset, o.rowFloats / 4, o.rows, o.layers, o.f16 ? 'rgba16float' : 'rgba32float'),
+    });
     const bound = { a: aSrc === 'texture' ? viaTexture(a, opA) : a, b: bSrc === 'texture' ? viaTexture(b, opB) : b, bias: d.bias, c: d.c };
-    rt.dispatch(rowsMatmulKernel(aSrc, bSrc, d.storageTextures ?? storageTextureReads(rt)), { r, tn, wg }, { buffers: bound, uniforms: d.uniforms });
+    rt.dispatch(rowsMatmulKernel(aSrc, bSrc, d.storageTextures ?? storageTextureReads(rt), f16A, f16B), { r, tn, wg }, { buffers: bound, uniforms: d.uniforms });
   } else {
     if (layout !== 'cols') throw new Error(`matmul (subgroup): layout must be 'cols' or 'rows', got ${String(layout)}`);
     const wgx = d.wgx ?? subgroupMatmulWidth(N, subgroupSizes(rt).max);

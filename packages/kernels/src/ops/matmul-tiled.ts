@@ -1,7 +1,8 @@
 /**
  * The tiled matmul kernel: the path of `matmul` (ops/matmul.ts) that runs any shape on any device.
- * Same contract as `matmul`: C[b] = op(A[b])·op(B[b]) (+ bias) (+ C[b]), f32 storage and
- * accumulation, both transposes, broadcast operands, sumBatch. matmul.ts validates the arguments
+ * Same contract as `matmul`: C[b] = op(A[b])·op(B[b]) (+ bias) (+ C[b]), f32 accumulation,
+ * A and B stored as f32 or f16 (widened on load), bias and C f32, both transposes, broadcast
+ * operands, sumBatch. matmul.ts validates the arguments
  * and picks this path; this file only builds and records the kernel.
  *
  * Dimension legend: B batch, M rows of C, N columns of C, K the contracted dimension.
@@ -55,32 +56,36 @@ interface MatmulParams {
   vecA: boolean;
   vecB: boolean;
   vecC: boolean;
+  /** A / B stored as f16 (loaded and widened to f32; needs the 'shader-f16' feature). */
+  f16A: boolean;
+  f16B: boolean;
 }
 
 export type TiledMatmulUniform = 'M' | 'N' | 'K' | 'strideA' | 'strideB' | 'strideC' | 'perGroup' | 'batchC' | 'biasMode' | 'accumulate';
 type MatmulKernel = Kernel<MatmulParams, 'a' | 'b' | 'bias' | 'c', TiledMatmulUniform>;
 
-const f32or4 = (v: boolean) => (v ? 'array<vec4<f32>>' : 'array<f32>');
+const arrayOf = (v: boolean, f16 = false) => (v ? `array<vec4<${f16 ? 'f16' : 'f32'}>>` : `array<${f16 ? 'f16' : 'f32'}>`);
 const kernels = new Map<string, MatmulKernel>();
 
 /** One kernel spec per combination of binding types (the spec's binding types are fixed). */
 function kernelFor(p: MatmulParams): MatmulKernel {
-  const name = `matmul_${p.vecA ? 'a4' : 'a1'}${p.vecB ? 'b4' : 'b1'}${p.vecC ? 'c4' : 'c1'}`;
+  const name = `matmul_${p.vecA ? 'a4' : 'a1'}${p.f16A ? 'h' : ''}${p.vecB ? 'b4' : 'b1'}${p.f16B ? 'h' : ''}${p.vecC ? 'c4' : 'c1'}`;
   let kern = kernels.get(name);
   if (!kern) {
     kern = defineKernel({
       name,
       bindings: [
-        { name: 'a', type: f32or4(p.vecA), access: 'read' }, // (B|1, M, K) or (B|1, K, M)
-        { name: 'b', type: f32or4(p.vecB), access: 'read' }, // (B|1, K, N) or (B|1, N, K)
+        { name: 'a', type: arrayOf(p.vecA, p.f16A), access: 'read' }, // (B|1, M, K) or (B|1, K, M)
+        { name: 'b', type: arrayOf(p.vecB, p.f16B), access: 'read' }, // (B|1, K, N) or (B|1, N, K)
         { name: 'bias', type: 'array<f32>', access: 'read' }, // (N,) or (M,); A as a dummy without bias
-        { name: 'c', type: f32or4(p.vecC), access: 'read_write' }, // (B, M, N)
+        { name: 'c', type: arrayOf(p.vecC), access: 'read_write' }, // (B, M, N)
       ],
       uniforms: ['M', 'N', 'K', 'strideA', 'strideB', 'strideC', 'perGroup', 'batchC', 'biasMode', 'accumulate'].map((n) => ({ name: n as TiledMatmulUniform, type: 'u32' as const })),
       workgroupSize: (q) => [q.tile.wgx, q.tile.wgy],
       dispatch: (q, u) => [Math.ceil(u.N / (q.tile.tn * q.tile.wgx)), Math.ceil(u.M / (q.tile.tm * q.tile.wgy)), u.batchC],
       key: (q) =>
         `${q.tile.tm}x${q.tile.tn}@${q.tile.wgx}x${q.tile.wgy}|${q.transA ? 'T' : 'N'}${q.transB ? 'T' : 'N'}`,
+      enables: (q) => (q.f16A || q.f16B ? ['f16'] : []),
       wgsl: matmulWgsl,
     });
     kernels.set(name, kern);
@@ -104,6 +109,9 @@ function matmulWgsl(p: MatmulParams): string {
   else if (p.vecB) for (const g of groups) L.push(`let bCol${g} = bBase + min(n0 + ${4 * g}u, u.N - 4u);`);
   else for (const c of cols) L.push(`let bColS${c} = bBase + min(n0 + ${c}u, u.N - 1u);`);
   const pre = L.join('\n      ');
+  // Operand loads, widened to f32 when the operand is stored as f16.
+  const ldA = (i: string, v4: boolean) => (p.f16A ? `${v4 ? 'vec4<f32>' : 'f32'}(a[${i}])` : `a[${i}]`);
+  const ldB = (i: string, v4: boolean) => (p.f16B ? `${v4 ? 'vec4<f32>' : 'f32'}(b[${i}])` : `b[${i}]`);
 
   // A(r, kk) and B(kk, c) expressions after the loads of one k-step of width W (4, or 1 for the tail).
   const step = (W: number): string => {
@@ -113,10 +121,10 @@ function matmulWgsl(p: MatmulParams): string {
     if (!p.transA) {
       for (const r of rows) {
         if (W === 4) {
-          S.push(p.vecA ? `let a${r} = a[(aRow${r} + k) >> 2u];` : `let a${r} = vec4<f32>(a[aRow${r} + k], a[aRow${r} + k + 1u], a[aRow${r} + k + 2u], a[aRow${r} + k + 3u]);`);
+          S.push(p.vecA ? `let a${r} = ${ldA(`(aRow${r} + k) >> 2u`, true)};` : `let a${r} = vec4<f32>(${[0, 1, 2, 3].map((j) => ldA(`aRow${r} + k + ${j}u`, false)).join(', ')});`);
           for (let kk = 0; kk < W; kk++) a[r]![kk] = `a${r}[${kk}]`;
         } else {
-          S.push(`let a${r} = a[aRow${r} + k];`);
+          S.push(`let a${r} = ${ldA(`aRow${r} + k`, false)};`);
           a[r]![0] = `a${r}`;
         }
       }
@@ -124,12 +132,12 @@ function matmulWgsl(p: MatmulParams): string {
       for (let kk = 0; kk < W; kk++) {
         if (p.vecA) {
           for (let g = 0; g < TM / 4; g++) {
-            S.push(`let a${kk}_${g} = a[(aCol${g} + (k + ${kk}u) * u.M) >> 2u];`);
+            S.push(`let a${kk}_${g} = ${ldA(`(aCol${g} + (k + ${kk}u) * u.M) >> 2u`, true)};`);
             for (let j = 0; j < 4; j++) a[4 * g + j]![kk] = `a${kk}_${g}[${j}]`;
           }
         } else {
           for (const r of rows) {
-            S.push(`let a${kk}_${r} = a[aColS${r} + (k + ${kk}u) * u.M];`);
+            S.push(`let a${kk}_${r} = ${ldA(`aColS${r} + (k + ${kk}u) * u.M`, false)};`);
             a[r]![kk] = `a${kk}_${r}`;
           }
         }
@@ -138,9 +146,9 @@ function matmulWgsl(p: MatmulParams): string {
     if (!p.transB) {
       for (let kk = 0; kk < W; kk++) {
         for (const g of groups) {
-          if (p.vecB) S.push(`let b${kk}_${g} = b[(bCol${g} + (k + ${kk}u) * u.N) >> 2u];`);
+          if (p.vecB) S.push(`let b${kk}_${g} = ${ldB(`(bCol${g} + (k + ${kk}u) * u.N) >> 2u`, true)};`);
           else {
-            const e = [0, 1, 2, 3].map((j) => `b[bColS${4 * g + j} + (k + ${kk}u) * u.N]`);
+            const e = [0, 1, 2, 3].map((j) => ldB(`bColS${4 * g + j} + (k + ${kk}u) * u.N`, false));
             S.push(`let b${kk}_${g} = vec4<f32>(${e.join(', ')});`);
           }
           b[kk]![g] = `b${kk}_${g}`;
@@ -149,8 +157,8 @@ function matmulWgsl(p: MatmulParams): string {
     } else {
       for (const c of cols) {
         if (W === 4) {
-          S.push(p.vecB ? `let b${c} = b[(bRow${c} + k) >> 2u];` : `let b${c} = vec4<f32>(b[bRow${c} + k], b[bRow${c} + k + 1u], b[bRow${c} + k + 2u], b[bRow${c} + k + 3u]);`);
-        } else S.push(`let b${c} = b[bRow${c} + k];`);
+          S.push(p.vecB ? `let b${c} = ${ldB(`(bRow${c} + k) >> 2u`, true)};` : `let b${c} = vec4<f32>(${[0, 1, 2, 3].map((j) => ldB(`bRow${c} + k + ${j}u`, false)).join(', ')});`);
+        } else S.push(`let b${c} = ${ldB(`bRow${c} + k`, false)};`);
       }
       for (let kk = 0; kk < W; kk++) {
         for (const g of groups) {
@@ -240,6 +248,9 @@ export interface TiledMatmulDispatch {
   /** B is stored (batch, N, K). */
   transB: boolean;
   tile: MatmulTile;
+  /** A / B stored as f16 (default f32). */
+  f16A?: boolean;
+  f16B?: boolean;
 }
 
 /** Records the tiled kernel; matmul.ts has validated shapes, buffers and the tile. */
@@ -252,6 +263,8 @@ export function dispatchTiledMatmul(rt: Runtime, d: TiledMatmulDispatch): void {
     vecA: (d.transA ? M : K) % 4 === 0,
     vecB: (d.transB ? K : N) % 4 === 0,
     vecC: N % 4 === 0,
+    f16A: d.f16A ?? false,
+    f16B: d.f16B ?? false,
   };
   rt.dispatch(kernelFor(params), params, { buffers: { a: d.a, b: d.b, bias: d.bias, c: d.c }, uniforms: d.uniforms });
 }

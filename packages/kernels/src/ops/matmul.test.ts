@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LimitError } from '../runtime/errors.js';
 import { Runtime } from '../runtime/runtime.js';
 import { dot, expectAllClose, numericGrad, randn } from '../testing/reference.js';
-import { matmul, matmulBackward, matmulDims, MATMUL_DEFAULT_TILE } from './matmul.js';
+import { castF16ToF32, castF32ToF16 } from './elementwise.js';
+import { matmul, matmulBackward, matmulDims, MATMUL_DEFAULT_TILE, type MatmulDtype } from './matmul.js';
 
 let rt: Runtime;
 beforeAll(async () => {
@@ -160,6 +161,113 @@ describe('matmul forward', () => {
     const c = matmul(rt, a, b, { batch: 2, m: 2, n: 3, k: 0, bias: zb });
     expect(Array.from(await rt.readF32(c))).toEqual([1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]);
     [a, b, zb, c].forEach((x) => rt.release(x));
+  });
+});
+
+describe('matmul with f16 operands', () => {
+  /** An f16 copy of x on the GPU, and the f16-rounded values back as f32 (what the kernel sees). */
+  async function half(x: Float32Array) {
+    const f32 = rt.upload(x);
+    const h = castF32ToF16(rt, f32, { n: x.length });
+    const back = castF16ToF32(rt, h, { n: x.length });
+    const rounded = await rt.readF32(back, 0, x.length);
+    [f32, back].forEach((t) => rt.release(t));
+    return { h, rounded };
+  }
+
+  for (const [batch, m, n, k] of [[1, 5, 7, 3], [2, 13, 12, 20], [1, 9, 16, 33]] as const) {
+    for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      it(`B=${batch} M=${m} N=${n} K=${k} transA=${transA} transB=${transB}: f16 A and/or B against float64`, async (ctx) => {
+        if (!rt.has('shader-f16')) ctx.skip();
+        const c = { batch, m, n, k, transA, transB };
+        const { A, B } = inputs(c, 61 + m + k);
+        for (const [dtypeA, dtypeB] of [['f16', 'f16'], ['f16', 'f32'], ['f32', 'f16']] as [MatmulDtype, MatmulDtype][]) {
+          const ha = dtypeA === 'f16' ? await half(A) : { h: rt.upload(A), rounded: A };
+          const hb = dtypeB === 'f16' ? await half(B) : { h: rt.upload(B), rounded: B };
+          const out = matmul(rt, ha.h, hb.h, { ...c, dtypeA, dtypeB });
+          expectAllClose(await rt.readF32(out), refMatmul(ha.rounded, hb.rounded, c), tol(k), `C (A ${dtypeA}, B ${dtypeB})`);
+          [ha.h, hb.h, out].forEach((t) => rt.release(t));
+        }
+      });
+    }
+  }
+
+  it('reads f16 operands through rgba16float textures on the subgroup path (rows of 128 halves)', async (ctx) => {
+    if (!rt.has('shader-f16') || !rt.has('subgroups')) ctx.skip();
+    for (const c of [
+      { batch: 1, m: 9, n: 128, k: 128 },
+      { batch: 2, m: 13, n: 128, k: 256, batchB: 1 },
+    ]) {
+      const { A, B } = inputs(c, 91 + c.m);
+      const [ha, hb] = [await half(A), await half(B)];
+      const [fa, fb] = [rt.upload(A), rt.upload(B)];
+      for (const [dtypeA, dtypeB] of [['f16', 'f16'], ['f16', 'f32'], ['f32', 'f16']] as [MatmulDtype, MatmulDtype][]) {
+        const a = dtypeA === 'f16' ? ha : { h: fa, rounded: A };
+        const b = dtypeB === 'f16' ? hb : { h: fb, rounded: B };
+        const out = matmul(rt, a.h, b.h, { ...c, dtypeA, dtypeB, path: 'subgroup' });
+        expectAllClose(await rt.readF32(out), refMatmul(a.rounded, b.rounded, c), tol(c.k), `C (A ${dtypeA}, B ${dtypeB}, subgroup)`);
+        rt.release(out);
+      }
+      [ha.h, hb.h, fa, fb].forEach((t) => rt.release(t));
+    }
+  });
+
+  it('adds bias, accumulates and broadcasts with f16 operands', async (ctx) => {
+    if (!rt.has('shader-f16')) ctx.skip();
+    const c = { batch: 3, m: 6, n: 8, k: 12, batchB: 1 };
+    const { A, B } = inputs(c, 71);
+    const [ha, hb] = [await half(A), await half(B)];
+    const bias = randn(c.n, 72);
+    const prev = randn(c.batch * c.m * c.n, 73);
+    const [zb, out] = [rt.upload(bias), rt.upload(prev)];
+    matmul(rt, ha.h, hb.h, { ...c, dtypeA: 'f16', dtypeB: 'f16', bias: zb, out, accumulate: true });
+    const want = refMatmul(ha.rounded, hb.rounded, c).map((v, i) => v + prev[i]! + bias[i % c.n]!);
+    expectAllClose(await rt.readF32(out), want, tol(c.k), 'bias + accumulate');
+    [ha.h, hb.h, zb, out].forEach((t) => rt.release(t));
+  });
+
+  it('backward with f16 inputs gives f32 gradients of the f16-rounded inputs', async (ctx) => {
+    if (!rt.has('shader-f16')) ctx.skip();
+    for (const c of [
+      { batch: 2, m: 5, n: 8, k: 6 },
+      { batch: 2, m: 7, n: 4, k: 9, transA: true, transB: true },
+    ]) {
+      const { A, B } = inputs(c, 81);
+      const [ha, hb] = [await half(A), await half(B)];
+      const dC = randn(c.batch * c.m * c.n, 82);
+      const g = rt.upload(dC);
+      const { dA, dB } = matmulBackward(rt, ha.h, hb.h, g, { ...c, dtypeA: 'f16', dtypeB: 'f16' });
+      const [gotA, gotB] = [await rt.readF32(dA!), await rt.readF32(dB!)];
+      // float64 gradients of the f16-rounded inputs: dA = dC·op(B)ᵀ, dB = op(A)ᵀ·dC, in A's and B's layouts.
+      const M = c.m, N = c.n, K = c.k;
+      const wantA = new Float64Array(A.length);
+      const wantB = new Float64Array(B.length);
+      for (let z = 0; z < c.batch; z++) {
+        for (let i = 0; i < M; i++) {
+          for (let j = 0; j < N; j++) {
+            const d = dC[z * M * N + i * N + j]!;
+            for (let p = 0; p < K; p++) {
+              const ia = z * M * K + (c.transA ? p * M + i : i * K + p);
+              const ib = z * K * N + (c.transB ? j * K + p : p * N + j);
+              wantA[ia]! += d * hb.rounded[ib]!;
+              wantB[ib]! += d * ha.rounded[ia]!;
+            }
+          }
+        }
+      }
+      expectAllClose(gotA.subarray(0, A.length), wantA, tol(N), 'dA');
+      expectAllClose(gotB.subarray(0, B.length), wantB, tol(M), 'dB');
+      [ha.h, hb.h, g, dA!, dB!].forEach((t) => rt.release(t));
+    }
+  });
+
+  it('rejects a bad dtype, a forced subgroup path and a short f16 buffer, naming what is wrong', async (ctx) => {
+    if (!rt.has('shader-f16')) ctx.skip();
+    const a = rt.createBuffer(2 * 12); // 12 f16 values
+    expect(() => matmul(rt, a, a, { batch: 1, m: 3, n: 4, k: 4, dtypeA: 'bf16' as MatmulDtype })).toThrow(/dtypeA must be 'f32' or 'f16', got bf16/);
+    expect(() => matmul(rt, a, a, { batch: 1, m: 3, n: 4, k: 3, dtypeA: 'f16', dtypeB: 'f16', path: 'subgroup' })).toThrow(/path 'subgroup' reads an f16 operand only untransposed, with K % 4 == 0 .*dtypeA f16, dtypeB f16, transA false, transB false, K = 3/);
+    expect(() => matmul(rt, a, a, { batch: 1, m: 4, n: 4, k: 4, dtypeA: 'f16', dtypeB: 'f16' })).toThrow(/A holds 12 f16 values, shape \[1,4,4\] needs 16/);
+    rt.release(a);
   });
 });
 

@@ -17,13 +17,17 @@
  * otherwise the tiled kernel of ops/matmul-tiled.ts (register blocking, no workgroup memory), which
  * runs any shape on any device.
  *
- * Non-goals: f16 storage, strided (non-contiguous) operands other than the transposes, K split
+ * Storage: A and B f32, or f16 where the device grants 'shader-f16' (dtypeA / dtypeB; widened to
+ * f32 on load: through an rgba16float texture on the subgroup path where the shape allows, else by
+ * the tiled kernel); bias and C are f32, and accumulation is f32 throughout.
+ *
+ * Non-goals: f16 C or bias, strided (non-contiguous) operands other than the transposes, K split
  * across workgroups, more than 65535 workgroups along a dimension (LimitError from the runtime).
  */
 import type { GpuBuffer } from '../runtime/buffer-pool.js';
 import { LimitError } from '../runtime/errors.js';
 import type { Runtime } from '../runtime/runtime.js';
-import { dispatchSubgroupMatmul, subgroupMatmulFits } from './matmul-subgroup.js';
+import { dispatchSubgroupMatmul, subgroupMatmulFits, textureFits } from './matmul-subgroup.js';
 import { dispatchTiledMatmul, MATMUL_DEFAULT_TILE, type MatmulTile } from './matmul-tiled.js';
 
 export { MATMUL_DEFAULT_TILE, type MatmulTile } from './matmul-tiled.js';
@@ -63,9 +67,17 @@ export interface MatmulOptions {
   tile?: MatmulTile;
   /** Kernel choice (tests, benchmarks); default 'auto'. */
   path?: MatmulPath;
+  /**
+   * Storage type of A / B (default 'f32'). 'f16' (needs the device's 'shader-f16' feature) halves
+   * the operand's memory; it is widened to f32 on load, and accumulation, bias and C stay f32.
+   * An f16 operand runs the subgroup path where it can be read as an rgba16float texture
+   * (untransposed, rows of a multiple of 128 halves), else the tiled kernel.
+   */
+  dtypeA?: MatmulDtype;
+  dtypeB?: MatmulDtype;
 }
 
-const elems = (x: GpuBuffer) => x.size / 4;
+export type MatmulDtype = 'f32' | 'f16';
 
 /** C = op(A)·op(B) (+ bias) (+ C): see the file header for layouts. Returns C (`out` if given). */
 export function matmul(rt: Runtime, a: GpuBuffer, b: GpuBuffer, o: MatmulOptions): GpuBuffer {
@@ -74,6 +86,14 @@ export function matmul(rt: Runtime, a: GpuBuffer, b: GpuBuffer, o: MatmulOptions
   const batchB = o.batchB ?? batch;
   const biasMode = o.bias ? (o.biasMode ?? 'n') : 'none';
   const tile = o.tile ?? MATMUL_DEFAULT_TILE;
+  const dtypeA = o.dtypeA ?? 'f32';
+  const dtypeB = o.dtypeB ?? 'f32';
+  for (const [what, v] of [['dtypeA', dtypeA], ['dtypeB', dtypeB]] as const) {
+    if (v !== 'f32' && v !== 'f16') throw new Error(`matmul: ${what} must be 'f32' or 'f16', got ${String(v)}`);
+    if (v === 'f16' && !rt.has('shader-f16')) throw new Error(`matmul: ${what} 'f16' needs the 'shader-f16' feature, which this device does not grant`);
+  }
+  const bytesA = dtypeA === 'f16' ? 2 : 4;
+  const bytesB = dtypeB === 'f16' ? 2 : 4;
   for (const [what, v] of Object.entries({ batch, m: M, n: N, k: K })) {
     if (!Number.isInteger(v) || v < 0) throw new Error(`matmul: ${what} must be a non-negative integer, got ${v}`);
   }
@@ -84,19 +104,20 @@ export function matmul(rt: Runtime, a: GpuBuffer, b: GpuBuffer, o: MatmulOptions
   const shapeA = transA ? [batchA, K, M] : [batchA, M, K];
   const shapeB = transB ? [batchB, N, K] : [batchB, K, N];
   const outCount = (sumBatch ? 1 : batch) * M * N;
-  const need: [string, GpuBuffer | undefined, number, number[]][] = [
-    ['A', a, batchA * M * K, shapeA],
-    ['B', b, batchB * K * N, shapeB],
-    ['bias', o.bias, biasMode === 'none' ? 0 : biasMode === 'n' ? N : M, [biasMode === 'm' ? M : N]],
-    ['out', o.out, o.out ? outCount : 0, [sumBatch ? 1 : batch, M, N]],
+  const need: [string, GpuBuffer | undefined, number, number[], number][] = [
+    ['A', a, batchA * M * K, shapeA, bytesA],
+    ['B', b, batchB * K * N, shapeB, bytesB],
+    ['bias', o.bias, biasMode === 'none' ? 0 : biasMode === 'n' ? N : M, [biasMode === 'm' ? M : N], 4],
+    ['out', o.out, o.out ? outCount : 0, [sumBatch ? 1 : batch, M, N], 4],
   ];
   const maxBind = rt.limits.maxStorageBufferBindingSize;
-  for (const [what, count, shape] of [['A', batchA * M * K, shapeA], ['B', batchB * K * N, shapeB], ['C', outCount, [sumBatch ? 1 : batch, M, N]]] as const) {
-    if (count * 4 > maxBind) throw new LimitError('maxStorageBufferBindingSize', count * 4, maxBind, `matmul ${what} [${shape.join(',')}]`);
+  for (const [what, bytes, shape] of [['A', batchA * M * K * bytesA, shapeA], ['B', batchB * K * N * bytesB, shapeB], ['C', outCount * 4, [sumBatch ? 1 : batch, M, N]]] as const) {
+    if (bytes > maxBind) throw new LimitError('maxStorageBufferBindingSize', bytes, maxBind, `matmul ${what} [${shape.join(',')}]`);
   }
-  for (const [what, buf, count, shape] of need) {
-    if (buf && elems(buf) < count) {
-      throw new Error(`matmul: ${what} holds ${elems(buf)} floats, shape [${shape.join(',')}] needs ${count} (A is [${shapeA.join(',')}], B is [${shapeB.join(',')}])`);
+  for (const [what, buf, count, shape, bytes] of need) {
+    if (buf && Math.floor(buf.size / bytes) < count) {
+      const unit = bytes === 2 ? 'f16 values' : 'floats';
+      throw new Error(`matmul: ${what} holds ${Math.floor(buf.size / bytes)} ${unit}, shape [${shape.join(',')}] needs ${count} (A is [${shapeA.join(',')}], B is [${shapeB.join(',')}])`);
     }
   }
   if (accumulate && !o.out) throw new Error('matmul: accumulate needs an `out` buffer to accumulate into');
@@ -106,11 +127,22 @@ export function matmul(rt: Runtime, a: GpuBuffer, b: GpuBuffer, o: MatmulOptions
 
   const path = o.path ?? 'auto';
   if (path !== 'auto' && path !== 'tiled' && path !== 'subgroup') throw new Error(`matmul: path must be 'auto', 'tiled' or 'subgroup', got ${String(path)}`);
-  const fits = subgroupMatmulFits(rt, { m: M, n: N });
+  const [f16A, f16B] = [dtypeA === 'f16', dtypeB === 'f16'];
+  // f16 operands take the subgroup path only through a texture (rows layout, untransposed).
+  const halfFits =
+    (!f16A || (!transA && K % 4 === 0 && textureFits(rt, { rowFloats: K, rows: M, layers: batchA, offset: 0, f16: true }))) &&
+    (!f16B || (!transB && K % 4 === 0 && textureFits(rt, { rowFloats: N, rows: K, layers: batchB, offset: 0, f16: true })));
+  const fits = subgroupMatmulFits(rt, { m: M, n: N }) && halfFits;
   if (path === 'subgroup' && !fits) {
+    if (!halfFits) {
+      throw new Error(
+        `matmul: path 'subgroup' reads an f16 operand only untransposed, with K % 4 == 0 and rows of a multiple of 128 halves within the texture limits (dtypeA ${dtypeA}, dtypeB ${dtypeB}, transA ${transA}, transB ${transB}, K = ${K}, N = ${N})`,
+      );
+    }
     throw new Error(`matmul: path 'subgroup' needs the 'subgroups' feature with subgroups of ≥ 8 lanes and N % 4 == 0 (N = ${N}, subgroups ${rt.has('subgroups') ? 'granted' : 'not granted'})`);
   }
-  const bind = (buf: GpuBuffer, count: number) => ({ buffer: buf, offset: 0, size: Math.min(buf.capacity, Math.ceil(Math.max(count, 4) / 4) * 16) });
+  /** A binding of `count` elements of `bytes` each, sized in whole vec4s. */
+  const bind = (buf: GpuBuffer, count: number, bytes = 4) => ({ buffer: buf, offset: 0, size: Math.min(buf.capacity, Math.ceil(Math.max(count, 4) / 4) * 4 * bytes) });
   const perGroup = sumBatch ? batch : 1;
   const uniforms = {
     M,
@@ -125,16 +157,16 @@ export function matmul(rt: Runtime, a: GpuBuffer, b: GpuBuffer, o: MatmulOptions
     accumulate: accumulate ? 1 : 0,
   };
   const buffers = {
-    a: bind(a, batchA * M * K),
-    b: bind(b, batchB * K * N),
-    bias: o.bias ? bind(o.bias, biasMode === 'n' ? N : M) : bind(a, batchA * M * K),
+    a: bind(a, batchA * M * K, bytesA),
+    b: bind(b, batchB * K * N, bytesB),
+    bias: o.bias ? bind(o.bias, biasMode === 'n' ? N : M) : bind(a, batchA * M * K, bytesA),
     c: bind(c, outCount),
   };
   if (path === 'subgroup' || (path === 'auto' && fits && !o.tile)) {
-    dispatchSubgroupMatmul(rt, { ...buffers, uniforms, transA, transB, batchB });
+    dispatchSubgroupMatmul(rt, { ...buffers, uniforms, transA, transB, batchB, f16A, f16B });
     return c;
   }
-  dispatchTiledMatmul(rt, { ...buffers, uniforms, transA, transB, tile });
+  dispatchTiledMatmul(rt, { ...buffers, uniforms, transA, transB, tile, f16A: dtypeA === 'f16', f16B: dtypeB === 'f16' });
   return c;
 }
 
@@ -196,6 +228,8 @@ export interface MatmulGrads {
  */
 export function matmulBackward(rt: Runtime, a: GpuBuffer, b: GpuBuffer, dC: GpuBuffer, o: MatmulBackwardOptions): MatmulGrads {
   const { batch, m: M, n: N, k: K, transA = false, transB = false, accumulate = false, tile, path } = o;
+  // Gradients are f32; an f16 input stays f16 where it is an operand of a gradient product.
+  const { dtypeA = 'f32', dtypeB = 'f32' } = o;
   const batchA = o.batchA ?? batch;
   const batchB = o.batchB ?? batch;
   const grads: MatmulGrads = {};
@@ -203,14 +237,14 @@ export function matmulBackward(rt: Runtime, a: GpuBuffer, b: GpuBuffer, dC: GpuB
   if (o.needA ?? true) {
     const sumBatch = batchA === 1 && batch > 1;
     grads.dA = transA
-      ? matmul(rt, b, dC, { ...common, m: K, n: M, k: N, transA: transB, transB: true, batchA: batchB, batchB: batch, sumBatch, out: o.outA })
-      : matmul(rt, dC, b, { ...common, m: M, n: K, k: N, transA: false, transB: !transB, batchA: batch, batchB, sumBatch, out: o.outA });
+      ? matmul(rt, b, dC, { ...common, m: K, n: M, k: N, transA: transB, transB: true, batchA: batchB, batchB: batch, sumBatch, out: o.outA, dtypeA: dtypeB })
+      : matmul(rt, dC, b, { ...common, m: M, n: K, k: N, transA: false, transB: !transB, batchA: batch, batchB, sumBatch, out: o.outA, dtypeB });
   }
   if (o.needB ?? true) {
     const sumBatch = batchB === 1 && batch > 1;
     grads.dB = transB
-      ? matmul(rt, dC, a, { ...common, m: N, n: K, k: M, transA: true, transB: transA, batchA: batch, batchB: batchA, sumBatch, out: o.outB })
-      : matmul(rt, a, dC, { ...common, m: K, n: N, k: M, transA: !transA, transB: false, batchA, batchB: batch, sumBatch, out: o.outB });
+      ? matmul(rt, dC, a, { ...common, m: N, n: K, k: M, transA: true, transB: transA, batchA: batch, batchB: batchA, sumBatch, out: o.outB, dtypeB: dtypeA })
+      : matmul(rt, a, dC, { ...common, m: K, n: N, k: M, transA: !transA, transB: false, batchA, batchB: batch, sumBatch, out: o.outB, dtypeA });
   }
   if (o.needBias) {
     // dBias (1, N) = ones (1, batch·M) · dC (batch·M, N)

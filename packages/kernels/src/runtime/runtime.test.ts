@@ -174,6 +174,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     }
     expect(() => rt.textureFromBuffer(src, 0, 15, 1, 1)).toThrow(/a row of 240 bytes is not a multiple of 256/);
     expect(() => rt.textureFromBuffer(src, 8, 16, 1, 1)).toThrow(/byteOffset 8 is not a multiple of 16/);
+    expect(() => rt.textureFromBuffer(src, 0, 16, 1, 1, 'rgba16float')).toThrow(/a row of 128 bytes is not a multiple of 256/);
     expect(() => rt.textureFromBuffer(src, 0, 16, 8, 1)).toThrow(/overflow the buffer/);
     expect(() => rt.textureFromBuffer(src, 0, 16, 0, 1)).toThrow(/height must be a positive integer, got 0/);
     const big = rt.limits.maxTextureDimension2D + 16;

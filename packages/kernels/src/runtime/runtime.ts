@@ -154,22 +154,24 @@ export class Runtime {
   }
 
   /**
-   * Records a copy of `buf` into a new rgba32float 2D-array texture of `width` × `height` texels and
-   * `layers` layers (texel (x, y, l) = the 4 floats at byteOffset + ((l·height + y)·width + x)·16)
-   * and returns its view, for kernels that read an operand with textureLoad. The texture lives until
-   * the work submitted with it has finished. Needs width·16 to be a multiple of 256 (WebGPU's
-   * bytesPerRow alignment) and byteOffset a multiple of 16; sizes above the device's texture limits
-   * throw a LimitError naming the limit.
+   * Records a copy of `buf` into a new 2D-array texture of `width` × `height` texels and `layers`
+   * layers, rgba32float (texel (x, y, l) = the 4 floats at byteOffset + ((l·height + y)·width + x)·16)
+   * or rgba16float (4 halves, 8 bytes a texel), and returns its view, for kernels that read an
+   * operand with textureLoad. The texture lives until the work submitted with it has finished.
+   * Needs a row (width texels) to be a multiple of 256 bytes (WebGPU's bytesPerRow alignment) and
+   * byteOffset a multiple of the texel size; sizes above the device's texture limits throw a
+   * LimitError naming the limit.
    */
-  textureFromBuffer(buf: GpuBuffer, byteOffset: number, width: number, height: number, layers: number): GPUTextureView {
+  textureFromBuffer(buf: GpuBuffer, byteOffset: number, width: number, height: number, layers: number, format: 'rgba32float' | 'rgba16float' = 'rgba32float'): GPUTextureView {
     this.assertAlive();
-    const what = `textureFromBuffer (${width} × ${height} × ${layers} texels)`;
+    const what = `textureFromBuffer (${width} × ${height} × ${layers} ${format} texels)`;
     for (const [v, name] of [[width, 'width'], [height, 'height'], [layers, 'layers']] as const) {
       if (!Number.isInteger(v) || v < 1) throw new Error(`${what}: ${name} must be a positive integer, got ${v}`);
     }
-    if ((width * 16) % 256 !== 0) throw new Error(`${what}: a row of ${width * 16} bytes is not a multiple of 256 (bytesPerRow alignment)`);
-    if (byteOffset % 16 !== 0) throw new Error(`${what}: byteOffset ${byteOffset} is not a multiple of 16`);
-    const bytes = width * height * layers * 16;
+    const texel = format === 'rgba16float' ? 8 : 16;
+    if ((width * texel) % 256 !== 0) throw new Error(`${what}: a row of ${width * texel} bytes is not a multiple of 256 (bytesPerRow alignment)`);
+    if (byteOffset % texel !== 0) throw new Error(`${what}: byteOffset ${byteOffset} is not a multiple of ${texel}`);
+    const bytes = width * height * layers * texel;
     if (byteOffset + bytes > buf.capacity) throw new RangeError(`${what}: ${bytes} bytes from offset ${byteOffset} overflow the buffer (${buf.capacity} bytes)`);
     const maxDim = this.limits.maxTextureDimension2D;
     if (width > maxDim || height > maxDim) throw new LimitError('maxTextureDimension2D', Math.max(width, height), maxDim, what);
@@ -177,10 +179,10 @@ export class Runtime {
     const texture = this.device.createTexture({
       label: 'keel operand texture',
       size: [width, height, layers],
-      format: 'rgba32float',
+      format,
       usage: 0x4 /* TEXTURE_BINDING */ | 0x8 /* STORAGE_BINDING */ | 0x2 /* COPY_DST */,
     });
-    this.openEncoder().copyBufferToTexture({ buffer: buf.buffer, offset: byteOffset, bytesPerRow: width * 16, rowsPerImage: height }, { texture }, [width, height, layers]);
+    this.openEncoder().copyBufferToTexture({ buffer: buf.buffer, offset: byteOffset, bytesPerRow: width * texel, rowsPerImage: height }, { texture }, [width, height, layers]);
     this.transient.push(texture);
     return texture.createView({ dimension: '2d-array' });
   }
