@@ -1,9 +1,11 @@
 /**
  * Tests of the subgroup matmul path (ops/matmul-subgroup.ts) against a float64 reference, next to
- * the tiled path on the same inputs: random shapes that are not multiples of the row block (10),
- * the 8-wide K step or the workgroup width, all four transposes, batches with broadcast operands
- * and sumBatch, both bias modes, accumulation, other row blocks / widths, NaN/Inf propagation, and
- * the errors of a forced path. Legend: B batch, M rows, N columns, K contraction.
+ * the tiled path on the same inputs. Both layouts: 'cols' on random shapes that are not multiples
+ * of the row block (10), the 8-wide K step or the workgroup width; 'rows' on shapes with K % 4 == 0
+ * and K % 8 == 4 tails, and with texture operands (every pair of buffer / texture sources, storage
+ * and sampled textures). All four transposes, batches with broadcast operands and sumBatch, both
+ * bias modes, accumulation, other tilings, NaN/Inf propagation, and the errors of forced choices.
+ * Legend: B batch, M rows, N columns, K contraction.
  * Skipped (visibly) on devices without subgroups of ≥ 8 lanes, where the path never runs.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -47,6 +49,28 @@ function reference(A: Float32Array, B: Float32Array, c: Case, sumBatch = false):
     }
   }
   return C;
+}
+
+/**
+ * A (12, K) of ones with NaN at row 0 and +Inf at row 11, column `infAt`; B (K, 8) of halves. Through
+ * the subgroup path, rows 0 and 11 of C must be NaN and +Inf and every other entry K/2.
+ */
+async function expectNanInfRows(k: number, infAt: number): Promise<void> {
+  const c = { batch: 1, m: 12, n: 8, k };
+  const A = new Float32Array(c.m * k).fill(1);
+  A[0] = Number.NaN;
+  A[k * 11 + infAt] = Number.POSITIVE_INFINITY;
+  const [a, b] = [rt.upload(A), rt.upload(new Float32Array(k * c.n).fill(0.5))];
+  const got = await rt.readF32(matmul(rt, a, b, { ...c, path: 'subgroup' }));
+  for (let i = 0; i < c.m; i++) {
+    for (let j = 0; j < c.n; j++) {
+      const v = got[i * c.n + j]!;
+      if (i === 0) expect(Number.isNaN(v)).toBe(true);
+      else if (i === 11) expect(v).toBe(Number.POSITIVE_INFINITY);
+      else expect(v).toBe(k / 2);
+    }
+  }
+  [a, b].forEach((x) => rt.release(x));
 }
 
 const tol = (k: number) => ({ atol: 1e-4 * Math.sqrt(Math.max(k, 1)), rtol: 1e-4 });
@@ -139,23 +163,7 @@ describe('subgroup matmul forward', () => {
 
   it('propagates NaN and Inf only through the rows they touch', async (ctx) => {
     if (!fits) ctx.skip();
-    const c = { batch: 1, m: 12, n: 8, k: 9 };
-    const A = new Float32Array(c.m * c.k).fill(1);
-    A[0] = Number.NaN; // row 0
-    A[c.k * 11 + 8] = Number.POSITIVE_INFINITY; // row 11, in the K tail
-    const B = new Float32Array(c.k * c.n).fill(0.5);
-    const [a, b] = [rt.upload(A), rt.upload(B)];
-    const got = await rt.readF32(matmul(rt, a, b, { ...c, path: 'subgroup' }));
-    for (let i = 0; i < c.m; i++) {
-      for (let j = 0; j < c.n; j++) {
-        const v = got[i * c.n + j]!;
-        if (i === 0) expect(Number.isNaN(v)).toBe(true);
-        else if (i === 11) expect(v).toBe(Number.POSITIVE_INFINITY);
-        else expect(v).toBe(4.5);
-      }
-    }
-    rt.release(a);
-    rt.release(b);
+    await expectNanInfRows(9, 8); // K = 9: the cols layout; Inf in the K tail
   });
 });
 
@@ -247,23 +255,7 @@ describe('subgroup matmul, rows layout', () => {
 
   it('propagates NaN and Inf only through the rows they touch', async (ctx) => {
     if (!fits) ctx.skip();
-    const c = { batch: 1, m: 12, n: 8, k: 12 };
-    const A = new Float32Array(c.m * c.k).fill(1);
-    A[0] = Number.NaN; // row 0
-    A[c.k * 11 + 9] = Number.POSITIVE_INFINITY; // row 11, in the 4-step K tail
-    const B = new Float32Array(c.k * c.n).fill(0.5);
-    const [a, b] = [rt.upload(A), rt.upload(B)];
-    const got = await rt.readF32(matmul(rt, a, b, { ...c, path: 'subgroup' }));
-    for (let i = 0; i < c.m; i++) {
-      for (let j = 0; j < c.n; j++) {
-        const v = got[i * c.n + j]!;
-        if (i === 0) expect(Number.isNaN(v)).toBe(true);
-        else if (i === 11) expect(v).toBe(Number.POSITIVE_INFINITY);
-        else expect(v).toBe(6);
-      }
-    }
-    rt.release(a);
-    rt.release(b);
+    await expectNanInfRows(12, 9); // K = 12: the rows layout; Inf in the 4-step K tail
   });
 
   it('rejects shapes and tilings it cannot run, naming what is wrong', async (ctx) => {
