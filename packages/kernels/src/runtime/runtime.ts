@@ -18,7 +18,6 @@ import { ErrorScopes } from './error-scopes.js';
 import { DeviceLostError, LimitError } from './errors.js';
 import { packUniforms, storageEntries, type DispatchArgs, type Kernel } from './kernel.js';
 import { PipelineCache } from './pipeline-cache.js';
-import { TexturePool, type TexturePoolStats } from './texture-pool.js';
 import { KernelProfiler, type KernelTime } from './profiler.js';
 
 export interface RuntimeOptions extends DeviceRequest {
@@ -26,7 +25,7 @@ export interface RuntimeOptions extends DeviceRequest {
   maxBatch?: number;
 }
 
-export interface RuntimeStats extends PoolStats, TexturePoolStats {
+export interface RuntimeStats extends PoolStats {
   pipelines: number;
   dispatches: number;
   submits: number;
@@ -46,7 +45,6 @@ export class Runtime {
   private readonly storage: BufferPool;
   private readonly uniformPool: BufferPool;
   private readonly readbackPool: BufferPool;
-  private readonly texturePool: TexturePool;
   private readonly scopes: ErrorScopes;
   private readonly pipelines: PipelineCache;
   private encoder: GPUCommandEncoder | null = null;
@@ -74,7 +72,6 @@ export class Runtime {
     this.storage = new BufferPool(device, STORAGE_USAGE, maxBuffer, 'keel storage');
     this.uniformPool = new BufferPool(device, UNIFORM_USAGE, maxBuffer, 'keel uniforms');
     this.readbackPool = new BufferPool(device, READBACK_USAGE, maxBuffer, 'keel readback');
-    this.texturePool = new TexturePool(device, 0x4 /* TEXTURE_BINDING */ | 0x8 /* STORAGE_BINDING */ | 0x2 /* COPY_DST */);
     this.scopes = new ErrorScopes(device);
     this.pipelines = new PipelineCache(device, this.scopes, () => this.assertAlive());
 
@@ -157,11 +154,10 @@ export class Runtime {
   }
 
   /**
-   * Records a copy of `buf` into a 2D-array texture of `width` × `height` texels and `layers`
+   * Records a copy of `buf` into a new 2D-array texture of `width` × `height` texels and `layers`
    * layers, rgba32float (texel (x, y, l) = the 4 floats at byteOffset + ((l·height + y)·width + x)·16)
    * or rgba16float (4 halves, 8 bytes a texel), and returns its view, for kernels that read an
-   * operand with textureLoad. The texture is pooled: it returns for reuse once the work submitted
-   * with it has finished (stats() counts live, pooled and created textures).
+   * operand with textureLoad. The texture lives until the work submitted with it has finished.
    * Needs a row (width texels) to be a multiple of 256 bytes (WebGPU's bytesPerRow alignment) and
    * byteOffset a multiple of the texel size; sizes above the device's texture limits throw a
    * LimitError naming the limit.
@@ -180,9 +176,14 @@ export class Runtime {
     const maxDim = this.limits.maxTextureDimension2D;
     if (width > maxDim || height > maxDim) throw new LimitError('maxTextureDimension2D', Math.max(width, height), maxDim, what);
     if (layers > this.limits.maxTextureArrayLayers) throw new LimitError('maxTextureArrayLayers', layers, this.limits.maxTextureArrayLayers, what);
-    const texture = this.texturePool.acquire(format, width, height, layers);
+    const texture = this.device.createTexture({
+      label: 'keel operand texture',
+      size: [width, height, layers],
+      format,
+      usage: 0x4 /* TEXTURE_BINDING */ | 0x8 /* STORAGE_BINDING */ | 0x2 /* COPY_DST */,
+    });
     this.openEncoder().copyBufferToTexture({ buffer: buf.buffer, offset: byteOffset, bytesPerRow: width * texel, rowsPerImage: height }, { texture }, [width, height, layers]);
-    this.transient.push({ destroy: () => this.texturePool.recycle(texture) }); // back to the pool once the work is done
+    this.transient.push(texture);
     return texture.createView({ dimension: '2d-array' });
   }
 
@@ -348,7 +349,6 @@ export class Runtime {
   stats(): RuntimeStats {
     return {
       ...this.storage.stats(),
-      ...this.texturePool.stats(),
       pipelines: this.pipelines.size,
       dispatches: this.dispatchCount,
       submits: this.submitCount,
@@ -365,7 +365,6 @@ export class Runtime {
     this.storage.trim();
     this.uniformPool.trim();
     this.readbackPool.trim();
-    this.texturePool.trim();
   }
 
   get lost(): boolean {
