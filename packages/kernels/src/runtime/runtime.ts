@@ -157,7 +157,8 @@ export class Runtime {
    * Records a copy of `buf` into a new 2D-array texture of `width` × `height` texels and `layers`
    * layers, rgba32float (texel (x, y, l) = the 4 floats at byteOffset + ((l·height + y)·width + x)·16)
    * or rgba16float (4 halves, 8 bytes a texel), and returns its view, for kernels that read an
-   * operand with textureLoad. The texture lives until the work submitted with it has finished.
+   * operand with textureLoad. The texture is fresh and lives until the work submitted with it has
+   * finished (reusing textures from a pool measured ~20 % slower training steps on lavapipe).
    * Needs a row (width texels) to be a multiple of 256 bytes (WebGPU's bytesPerRow alignment) and
    * byteOffset a multiple of the texel size; sizes above the device's texture limits throw a
    * LimitError naming the limit.
