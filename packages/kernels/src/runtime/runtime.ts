@@ -17,6 +17,7 @@ import { describeDevice, requestDevice, type DeviceInfo, type DeviceRequest, typ
 import { ErrorScopes } from './error-scopes.js';
 import { DeviceLostError, LimitError } from './errors.js';
 import { packUniforms, storageEntries, type DispatchArgs, type Kernel } from './kernel.js';
+import { checkTextureCopy, type OperandTextureFormat } from './operand-texture.js';
 import { PipelineCache } from './pipeline-cache.js';
 import { KernelProfiler, type KernelTime } from './profiler.js';
 
@@ -163,20 +164,9 @@ export class Runtime {
    * byteOffset a multiple of the texel size; sizes above the device's texture limits throw a
    * LimitError naming the limit.
    */
-  textureFromBuffer(buf: GpuBuffer, byteOffset: number, width: number, height: number, layers: number, format: 'rgba32float' | 'rgba16float' = 'rgba32float'): GPUTextureView {
+  textureFromBuffer(buf: GpuBuffer, byteOffset: number, width: number, height: number, layers: number, format: OperandTextureFormat = 'rgba32float'): GPUTextureView {
     this.assertAlive();
-    const what = `textureFromBuffer (${width} × ${height} × ${layers} ${format} texels)`;
-    for (const [v, name] of [[width, 'width'], [height, 'height'], [layers, 'layers']] as const) {
-      if (!Number.isInteger(v) || v < 1) throw new Error(`${what}: ${name} must be a positive integer, got ${v}`);
-    }
-    const texel = format === 'rgba16float' ? 8 : 16;
-    if ((width * texel) % 256 !== 0) throw new Error(`${what}: a row of ${width * texel} bytes is not a multiple of 256 (bytesPerRow alignment)`);
-    if (byteOffset % texel !== 0) throw new Error(`${what}: byteOffset ${byteOffset} is not a multiple of ${texel}`);
-    const bytes = width * height * layers * texel;
-    if (byteOffset + bytes > buf.capacity) throw new RangeError(`${what}: ${bytes} bytes from offset ${byteOffset} overflow the buffer (${buf.capacity} bytes)`);
-    const maxDim = this.limits.maxTextureDimension2D;
-    if (width > maxDim || height > maxDim) throw new LimitError('maxTextureDimension2D', Math.max(width, height), maxDim, what);
-    if (layers > this.limits.maxTextureArrayLayers) throw new LimitError('maxTextureArrayLayers', layers, this.limits.maxTextureArrayLayers, what);
+    const texel = checkTextureCopy(buf, byteOffset, { width, height, layers }, format, this.limits);
     const texture = this.device.createTexture({
       label: 'keel operand texture',
       size: [width, height, layers],
