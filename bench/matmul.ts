@@ -24,8 +24,8 @@
  *   v20..v22            the 'rows' layout with both operands copied into rgba32float textures first
  *                       (counted in the time); v20 (R 3, TN 16) is what `matmul_1024` runs
  * `matmul_1024_f16` is the library with A and B stored as f16 (the tiled kernel, widening on load).
- * `matmul_1024_transA` is the library on transA (a transpose pack of A, counted, then the rows
- * layout). `matmul_1024_tiled_transB` is the tiled kernel on transB, against which the library's transB path
+ * `matmul_1024_transA` is the library on transA (the rows layout reading A in place as (K, M)
+ * texels, 4 rows per invocation; a transpose pack of A before 2026-12-08's last runs). `matmul_1024_tiled_transB` is the tiled kernel on transB, against which the library's transB path
  * (a transpose pack of B, counted in its time, then the subgroup kernel) is compared. v1–v3 and
  * v10–v12 are bench-only kernels for 1024³ (v11–v16 need the 'subgroups' feature, subgroup size
  * ≥ 8). Every case is validated on a sample of output entries against a float64 CPU dot product.

@@ -284,6 +284,29 @@ describe('subgroup matmul, rows layout with texture operands', () => {
     });
   }
 
+  it('reads a transposed A in place (textureT: 4 consecutive rows per texel) where M % 64 == 0', async (ctx) => {
+    if (!fits) ctx.skip();
+    for (const c of [
+      { batch: 1, m: 64, n: 64, k: 64, transA: true },
+      { batch: 2, m: 128, n: 36, k: 36, transA: true, transB: true }, // K % 8 == 4 tail, ragged N
+      { batch: 3, m: 64, n: 16, k: 24, transA: true, batchA: 1 },
+    ]) {
+      for (const bSource of c.n % 64 === 0 ? (['texture', 'buffer'] as const) : (['buffer'] as const)) {
+        const r = await direct(c, { layout: 'rows', aSource: 'textureT', bSource }, 57 + c.m);
+        expectAllClose(r.got, reference(r.A, r.B, c), tol(c.k), `C (A textureT, B ${bSource})`);
+      }
+      const sb = await direct({ ...c, sumBatch: true }, { layout: 'rows' }, 58); // the default picks textureT
+      expectAllClose(sb.got, reference(sb.A, sb.B, c, true), tol(c.k * c.batch), 'sumBatch C (default source)');
+    }
+    const c = { batch: 1, m: 64, n: 8, k: 8, transA: true };
+    const bn = randn(c.m, 59);
+    const prev = randn(c.m * c.n, 60);
+    const r = await direct(c, { layout: 'rows' }, 61, bn, prev);
+    expectAllClose(r.got, reference(r.A, r.B, c).map((v, i) => v + prev[i]! + bn[Math.floor(i / c.n)]!), tol(c.k), 'bias m + accumulate');
+    await expect(direct({ batch: 1, m: 64, n: 8, k: 8 }, { layout: 'rows', aSource: 'textureT' }, 62)).rejects.toThrow(/'textureT' reads a transposed A; transA is false/);
+    await expect(direct(c, { layout: 'rows', aSource: 'textureT', rows: 3 }, 62)).rejects.toThrow(/'textureT' owns 4 rows per invocation, got rows 3/);
+  });
+
   it('reads layer 0 of a broadcast operand, sums batches, adds bias and accumulates', async (ctx) => {
     if (!fits) ctx.skip();
     for (const c of [

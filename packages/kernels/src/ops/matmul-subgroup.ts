@@ -12,7 +12,8 @@
  * Two layouts of the work, both register-blocked with one operand shared through subgroup
  * broadcasts instead of workgroup memory:
  *
- * 'rows' (the default where K % 4 == 0; transA packs A first). Invocation x of a workgroup owns
+ * 'rows' (the default where K % 4 == 0; a transposed A is read in place or packed, see below).
+ *   Invocation x of a workgroup owns
  *   R = 3 rows of C (x, x + WG, x + 2·WG of the workgroup's row block) × the workgroup's TN = 16
  *   columns: 12 vec4 accumulators. A is read as vec4s along k (one load = 4 k-steps of a row);
  *   B is read cooperatively: for every 8 k-steps, lane l loads row k + l of the workgroup's
@@ -31,7 +32,9 @@
  *   loop with direct A loads.
  * transB is handled by a pack pass (B (N, K) → (K, N), layout.ts's transpose) into a temporary
  * buffer, counted in the time of the matmul; then either layout reads B row-major. The rows
- * layout packs a transposed A the same way ((K, M) → (M, K)); 'cols' reads it in place.
+ * layout reads a transposed A (K, M) in place where M is a multiple of 64 and it fits a texture:
+ * a texel is then 4 consecutive rows at one k, and each invocation owns those 4 rows; otherwise it
+ * packs A ((K, M) → (M, K)) first. 'cols' reads a transposed A in place.
  *
  * Why (measured in bench/matmul.ts on lavapipe, where a subgroup is one 8-wide SIMD register and
  * the JIT code was read with GALLIVM_DEBUG=asm): a storage-buffer load whose address varies per
@@ -169,8 +172,13 @@ export interface RowsMatmulParams {
 }
 type RowsMatmulKernel = Kernel<RowsMatmulParams, 'a' | 'b' | 'bias' | 'c', SubgroupMatmulUniform>;
 
-/** Where the rows layout reads an operand: its storage buffer, or an rgba32float texture copy of it. */
-export type OperandSource = 'buffer' | 'texture';
+/**
+ * Where the rows layout reads an operand: its storage buffer, or a texture copy of it. For A only,
+ * 'textureT': A stored transposed (K, M) as a texture of M/4 × K texels, one texel = 4 consecutive
+ * rows at one k; each invocation then owns 4 consecutive rows (rows = 4) and no transpose pack runs.
+ */
+export type OperandSource = 'buffer' | 'texture' | 'textureT';
+const SOURCE_ID: Record<OperandSource, string> = { buffer: 'b', texture: 't', textureT: 'T' };
 
 /** Rows per invocation and columns per workgroup of the library's rows layout (see the header). */
 export const ROWS_MATMUL_R = 3;
@@ -183,14 +191,15 @@ const rowsKernels = new Map<string, RowsMatmulKernel>();
  * state: on lavapipe ~1.4× faster loads than a sampled texture's textureLoad), else sampled.
  */
 function rowsMatmulKernel(aSrc: OperandSource, bSrc: OperandSource, storageTex: boolean, f16A = false, f16B = false): RowsMatmulKernel {
-  const id = `${aSrc[0]}${f16A ? 'h' : ''}${bSrc[0]}${f16B ? 'h' : ''}${storageTex ? 's' : ''}`;
+  const id = `${SOURCE_ID[aSrc]}${f16A ? 'h' : ''}${SOURCE_ID[bSrc]}${f16B ? 'h' : ''}${storageTex ? 's' : ''}`;
   let k = rowsKernels.get(id);
   if (!k) {
     const operand = (name: 'a' | 'b', src: OperandSource, f16: boolean) =>
-      src === 'texture'
+      src !== 'buffer'
         ? { name, type: storageTex ? `texture_storage_2d_array<${f16 ? 'rgba16float' : 'rgba32float'}, read>` : 'texture_2d_array<f32>', access: 'texture' as const }
         : { name, type: 'array<vec4<f32>>', access: 'read' as const };
-    if ((f16A && aSrc !== 'texture') || (f16B && bSrc !== 'texture')) throw new Error('matmul (subgroup): f16 operands are read from textures only');
+    if ((f16A && aSrc !== 'texture') || (f16B && bSrc !== 'texture')) throw new Error('matmul (subgroup): f16 operands are read from (untransposed) textures only');
+    if (bSrc === 'textureT') throw new Error("matmul (subgroup): 'textureT' is a source of A only");
     k = defineKernel({
       name: `matmul_subgroup_rows_${id}`,
       bindings: [
@@ -219,12 +228,19 @@ function rowsMatmulWgsl(p: RowsMatmulParams, aSrc: OperandSource, bSrc: OperandS
   const block = (steps: 4 | 8, bRow: string): string[] => {
     const S: string[] = [];
     for (const q of Q) S.push(bSrc === 'texture' ? `let bq${q} = textureLoad(b, vec2<u32>(bCol${q}, ${bRow}), layerB${storageTex ? '' : ', 0'});` : `let bq${q} = b[(bCol${q} + (${bRow}) * u.N) >> 2u];`);
-    for (const i of R) {
-      for (let h = 0; h < steps / 4; h++) S.push(aSrc === 'texture' ? `let a${i}_${h} = textureLoad(a, vec2<u32>((k >> 2u) + ${h}u, aRow${i}), layerA${storageTex ? '' : ', 0'});` : `let a${i}_${h} = a[aRow${i} + (k >> 2u) + ${h}u];`);
+    const lvl = storageTex ? '' : ', 0';
+    if (aSrc === 'textureT') {
+      for (let kk = 0; kk < steps; kk++) S.push(`let at${kk} = textureLoad(a, vec2<u32>(aQuad, k + ${kk}u), layerA${lvl});`);
+    } else {
+      for (const i of R) {
+        for (let h = 0; h < steps / 4; h++) S.push(aSrc === 'texture' ? `let a${i}_${h} = textureLoad(a, vec2<u32>((k >> 2u) + ${h}u, aRow${i}), layerA${lvl});` : `let a${i}_${h} = a[aRow${i} + (k >> 2u) + ${h}u];`);
+      }
     }
+    /** A[m_i][k + kk] as a scalar expression. */
+    const aAt = (i: number, kk: number) => (aSrc === 'textureT' ? `at${kk}[${i}]` : `a${i}_${kk >> 2}[${kk & 3}]`);
     for (let kk = 0; kk < steps; kk++) {
       for (const q of Q) S.push(`let bb${kk}_${q} = subgroupBroadcast(bq${q}, ${kk}u);`);
-      for (const i of R) for (const q of Q) S.push(`acc${i}_${q} = fma(vec4<f32>(a${i}_${kk >> 2}[${kk & 3}]), bb${kk}_${q}, acc${i}_${q});`);
+      for (const i of R) for (const q of Q) S.push(`acc${i}_${q} = fma(vec4<f32>(${aAt(i, kk)}), bb${kk}_${q}, acc${i}_${q});`);
     }
     return S;
   };
@@ -240,7 +256,7 @@ function rowsMatmulWgsl(p: RowsMatmulParams, aSrc: OperandSource, bSrc: OperandS
     E.push('}');
   }
   return /* wgsl */ `
-// Invocation x of workgroup (X, Y, Z) owns rows m_i = Y·WG_X·${p.r} + i·WG_X + x (i < ${p.r}) and columns
+// Invocation x of workgroup (X, Y, Z) owns rows ${aSrc === 'textureT' ? 'm_i = (Y·WG_X + x)·4 + i (i < 4; A read transposed)' : `m_i = Y·WG_X·${p.r} + i·WG_X + x (i < ${p.r})`} and columns
 // n0 .. n0+${p.tn} (n0 = X·${p.tn}) of C[Z]; with perGroup > 1 it sums batches Z·perGroup .. + perGroup - 1.
 // No early return: every lane takes part in the broadcasts; out-of-range rows and columns load
 // clamped (in-bounds) data and are not stored.
@@ -250,13 +266,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let n0 = wid.x * ${p.tn}u;
   let lane8 = sgid & 7u;
   let K8 = u.K & ~7u;
-  ${R.map((i) => `let m${i} = wid.y * ${p.r}u * WG_X + ${i}u * WG_X + lid.x;`).join('\n  ')}
+  ${R.map((i) => (aSrc === 'textureT' ? `let m${i} = (wid.y * WG_X + lid.x) * 4u + ${i}u;` : `let m${i} = wid.y * ${p.r}u * WG_X + ${i}u * WG_X + lid.x;`)).join('\n  ')}
   ${R.flatMap((i) => Q.map((q) => `var acc${i}_${q} = vec4<f32>(0.0);`)).join('\n  ')}
   for (var t = 0u; t < u.perGroup; t++) {
     let bt = wid.z * u.perGroup + t;
-    ${aSrc === 'texture' ? 'let layerA = select(0u, bt, u.strideA != 0u);' : ''}
+    ${aSrc !== 'buffer' ? 'let layerA = select(0u, bt, u.strideA != 0u);' : ''}
+    ${aSrc === 'textureT' ? 'let aQuad = min(m0, u.M - 4u) >> 2u;' : ''}
     ${bSrc === 'texture' ? 'let layerB = select(0u, bt, u.strideB != 0u);' : ''}
-    ${R.map((i) => (aSrc === 'texture' ? `let aRow${i} = min(m${i}, u.M - 1u);` : `let aRow${i} = (bt * u.strideA + min(m${i}, u.M - 1u) * u.K) >> 2u;`)).join('\n    ')}
+    ${aSrc === 'textureT' ? '' : R.map((i) => (aSrc === 'texture' ? `let aRow${i} = min(m${i}, u.M - 1u);` : `let aRow${i} = (bt * u.strideA + min(m${i}, u.M - 1u) * u.K) >> 2u;`)).join('\n    ')}
     ${Q.map((q) => (bSrc === 'texture' ? `let bCol${q} = min(n0 + ${4 * q}u, u.N - 4u) >> 2u;` : `let bCol${q} = bt * u.strideB + min(n0 + ${4 * q}u, u.N - 4u);`)).join('\n    ')}
     for (var k = 0u; k < K8; k += 8u) {
       ${block(8, 'k + lane8').join('\n      ')}
@@ -372,21 +389,26 @@ export function dispatchSubgroupMatmul(rt: Runtime, d: SubgroupMatmulDispatch): 
   const b = d.transB ? pack(d.b, N, K, d.batchB, 'B') : d.b; // (batchB, K, N)
   if (layout === 'rows') {
     if (K % 4 !== 0) throw new Error(`matmul (subgroup): the rows layout needs K % 4 == 0, got K = ${K}`);
-    const a = d.transA ? pack(d.a, K, M, strideA === 0 ? 1 : batch, 'A') : d.a; // (batchA, M, K)
-    const r = d.rows ?? ROWS_MATMUL_R;
+    const layersA = strideA === 0 ? 1 : batch;
+    // A transposed: read in place as (K, M) texels where that texture fits, else packed to (M, K).
+    const aT = d.aSource === 'textureT' || (d.transA && d.aSource === undefined && textureFits(rt, { rowFloats: M, rows: K, layers: layersA, offset: d.a.offset }));
+    if (aT && !d.transA) throw new Error("matmul (subgroup): aSource 'textureT' reads a transposed A; transA is false");
+    if (aT && d.rows !== undefined && d.rows !== 4) throw new Error(`matmul (subgroup): aSource 'textureT' owns 4 rows per invocation, got rows ${d.rows}`);
+    const a = d.transA && !aT ? pack(d.a, K, M, layersA, 'A') : d.a; // (batchA, M, K), or (batchA, K, M) read as texels
+    const r = aT ? 4 : (d.rows ?? ROWS_MATMUL_R);
     const tn = d.tn ?? ROWS_MATMUL_TN;
     const wg = d.wgx ?? Math.max(8, subgroupSizes(rt).max);
     if (!Number.isInteger(r) || r < 1 || r > 8) throw new Error(`matmul (subgroup): rows must be an integer in [1, 8], got ${r}`);
     if (!Number.isInteger(tn) || tn < 4 || tn > 32 || tn % 4 !== 0) throw new Error(`matmul (subgroup): tn must be a multiple of 4 in [4, 32], got ${tn}`);
     if (!(wg >= 8 && wg <= 256 && (wg & (wg - 1)) === 0)) throw new Error(`matmul (subgroup): wgx must be a power of two in [8, 256], got ${wg}`);
-    const opA = { rowFloats: K, rows: M, layers: strideA === 0 ? 1 : batch, offset: a.offset, f16: f16A };
+    const opA = aT ? { rowFloats: M, rows: K, layers: layersA, offset: a.offset, f16: false } : { rowFloats: K, rows: M, layers: layersA, offset: a.offset, f16: f16A };
     const opB = { rowFloats: N, rows: K, layers: strideB === 0 ? 1 : batch, offset: b.offset, f16: f16B };
-    const aSrc = f16A ? 'texture' : (d.aSource ?? (textureFits(rt, opA) ? 'texture' : 'buffer'));
+    const aSrc: OperandSource = aT ? 'textureT' : f16A ? 'texture' : (d.aSource ?? (textureFits(rt, opA) ? 'texture' : 'buffer'));
     const bSrc = f16B ? 'texture' : (d.bSource ?? (textureFits(rt, opB) ? 'texture' : 'buffer'));
     const viaTexture = (x: SubgroupMatmulDispatch['a'], o: typeof opA) => ({
       texture: rt.textureFromBuffer(x.buffer, x.offset, o.rowFloats / 4, o.rows, o.layers, o.f16 ? 'rgba16float' : 'rgba32float'),
     });
-    const bound = { a: aSrc === 'texture' ? viaTexture(a, opA) : a, b: bSrc === 'texture' ? viaTexture(b, opB) : b, bias: d.bias, c: d.c };
+    const bound = { a: aSrc !== 'buffer' ? viaTexture(a, opA) : a, b: bSrc === 'texture' ? viaTexture(b, opB) : b, bias: d.bias, c: d.c };
     rt.dispatch(rowsMatmulKernel(aSrc, bSrc, d.storageTextures ?? storageTextureReads(rt), f16A, f16B), { r, tn, wg }, { buffers: bound, uniforms: d.uniforms });
   } else {
     if (layout !== 'cols') throw new Error(`matmul (subgroup): layout must be 'cols' or 'rows', got ${String(layout)}`);
