@@ -13,8 +13,8 @@
  * broadcasts instead of workgroup memory:
  *
  * 'rows' (the default where K % 4 == 0; a transposed A is read in place or packed, see below).
- *   Invocation x of a workgroup owns
- *   R = 3 rows of C (x, x + WG, x + 2·WG of the workgroup's row block) × the workgroup's TN = 16
+ *   Invocation x of a workgroup owns R = 3 rows of C (x, x + WG, x + 2·WG of the workgroup's row
+ *   block) × the workgroup's TN = 16
  *   columns: 12 vec4 accumulators. A is read as vec4s along k (one load = 4 k-steps of a row);
  *   B is read cooperatively: for every 8 k-steps, lane l loads row k + l of the workgroup's
  *   columns (4 vec4s) and the 8 k-steps take it from lane kk with subgroupBroadcast (a constant
