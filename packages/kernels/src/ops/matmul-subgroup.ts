@@ -14,8 +14,8 @@
  *
  * 'rows' (the default where K % 4 == 0; a transposed A is read in place or packed, see below).
  *   Invocation x of a workgroup owns R = 3 rows of C (x, x + WG, x + 2·WG of the workgroup's row
- *   block) × the workgroup's TN = 16
- *   columns: 12 vec4 accumulators. A is read as vec4s along k (one load = 4 k-steps of a row);
+ *   block) × the workgroup's TN = 16 columns: 12 vec4 accumulators. A is read as vec4s along k
+ *   (one load = 4 k-steps of a row);
  *   B is read cooperatively: for every 8 k-steps, lane l loads row k + l of the workgroup's
  *   columns (4 vec4s) and the 8 k-steps take it from lane kk with subgroupBroadcast (a constant
  *   lane, so a register splat). Per 8 k-steps a lane loads 10 vec4s for 384 multiply-adds.
