@@ -30,7 +30,7 @@ type RowsMatmulKernel = Kernel<RowsMatmulParams, 'a' | 'b' | 'bias' | 'c', Subgr
 export type OperandSource = 'buffer' | 'texture' | 'textureT';
 const SOURCE_ID: Record<OperandSource, string> = { buffer: 'b', texture: 't', textureT: 'T' };
 
-/** Rows per invocation and columns per workgroup of the library's rows layout (see the header). */
+/** Rows per invocation and columns per workgroup of the library's rows layout (see ops/matmul-subgroup.ts). */
 export const ROWS_MATMUL_R = 3;
 export const ROWS_MATMUL_TN = 16;
 
